@@ -1,0 +1,42 @@
+# Two commands for a fresh machine with Python 3.11: `make demo` and `make test`.
+# Each creates .venv (if needed) and installs the package into it.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+DEMO_DATA := data/demo
+DEMO_RUN := runs/demo
+DEMO_MODEL := saved_models/demo
+export TF_CPP_MIN_LOG_LEVEL ?= 2
+
+.PHONY: demo test test-fast lint install clean
+
+install: $(STAMP)
+
+$(STAMP): setup.cfg pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+## Demo data -> train -> evaluate (val + test) -> export -> batch predict with the SavedModel.
+demo: $(STAMP)
+	$(BIN)/multimodal-tf demo-data --output $(DEMO_DATA)
+	$(BIN)/multimodal-tf train --manifest $(DEMO_DATA)/manifest.csv --output $(DEMO_RUN)
+	$(BIN)/multimodal-tf export --run $(DEMO_RUN) --output $(DEMO_MODEL)
+	$(BIN)/multimodal-tf predict --model $(DEMO_MODEL)/$$(ls $(DEMO_MODEL) | grep -E '^[0-9]+$$' | sort -n | tail -1) \
+		--manifest $(DEMO_DATA)/manifest.csv --out $(DEMO_RUN)/predictions.csv
+
+## The whole test suite (slow tests included; `make test-fast` skips them).
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -m "not slow"
+
+lint: $(STAMP)
+	$(BIN)/ruff check multimodal_tf tests benchmarks
+	$(BIN)/ruff format --check multimodal_tf tests benchmarks
+
+clean:
+	rm -rf $(VENV) runs data/demo

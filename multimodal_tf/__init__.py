@@ -1,0 +1,54 @@
+"""multimodal_tf: image+text classifiers in Keras 3, served raw by TF Serving.
+
+The path of one sample: a manifest row (`data.manifest.read_manifest`) is
+streamed by `data.dataset.make_dataset` through a `MultimodalPreprocessor`
+(raw text + image bytes -> tensors, in the TF graph) into a
+`MultimodalClassifier` (text and image encoders, a fusion layer, a head);
+`serving.export.export_saved_model` puts the same preprocessor in front of the
+model in a SavedModel that TF Serving runs on raw input.
+"""
+
+from multimodal_tf.config import RunConfig, load_config
+from multimodal_tf.data.dataset import check_images, make_dataset
+from multimodal_tf.data.demo import make_demo_dataset
+from multimodal_tf.data.manifest import Record, read_manifest, split_records
+from multimodal_tf.errors import ConfigError, DataError, MultimodalTFError
+from multimodal_tf.layers.fusion.attention_fusion import AttentionFusion
+from multimodal_tf.layers.preprocessing.image_decoder import ImageDecoder
+from multimodal_tf.layers.preprocessing.text_standardizer import TextStandardizer
+from multimodal_tf.models.classifier import MultimodalClassifier
+from multimodal_tf.models.image_encoder import ImageEncoder
+from multimodal_tf.models.preprocessor import MultimodalPreprocessor
+from multimodal_tf.models.text_encoder import TextEncoder
+from multimodal_tf.serving.export import export_saved_model
+from multimodal_tf.serving.predict import predict_manifest
+from multimodal_tf.training.fit import evaluate, train
+from multimodal_tf.training.metrics import classification_metrics
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AttentionFusion",
+    "ConfigError",
+    "DataError",
+    "ImageDecoder",
+    "ImageEncoder",
+    "MultimodalClassifier",
+    "MultimodalPreprocessor",
+    "MultimodalTFError",
+    "Record",
+    "RunConfig",
+    "TextEncoder",
+    "TextStandardizer",
+    "check_images",
+    "classification_metrics",
+    "evaluate",
+    "export_saved_model",
+    "load_config",
+    "make_dataset",
+    "make_demo_dataset",
+    "predict_manifest",
+    "read_manifest",
+    "split_records",
+    "train",
+]

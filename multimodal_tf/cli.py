@@ -1,0 +1,162 @@
+"""`multimodal-tf`: the command line, a thin layer over the Python API."""
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from multimodal_tf.errors import MultimodalTFError
+
+
+def main(argv=None):
+    """Entry point of the `multimodal-tf` console script."""
+    parser = _build_parser()
+    args = parser.parse_args(argv)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    try:
+        return args.handler(args)
+    except MultimodalTFError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+
+
+def _build_parser():
+    parser = argparse.ArgumentParser(
+        prog="multimodal-tf",
+        description="Train image+text classifiers and export them for TF Serving.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    demo = commands.add_parser(
+        "demo-data", help="Write the synthetic demo dataset (manifest.csv + images/).",
+        description="Write the synthetic demo dataset: each caption names a colour and a "
+        "shape; the label says whether it describes the image (needs both modalities).",
+    )
+    demo.add_argument("--output", default="data/demo", help="Folder to write (default: data/demo).")
+    demo.add_argument("--num-samples", type=int, default=2000, help="Rows (default: 2000).")
+    demo.add_argument("--seed", type=int, default=0, help="Random seed (default: 0).")
+    demo.set_defaults(handler=_demo_data)
+
+    train = commands.add_parser(
+        "train", help="Train on a manifest; write model, metrics and plots to a run folder.",
+        description="Train on the manifest's train split, select the best epoch on val "
+        "macro-F1, and report val and test metrics in OUTPUT/metrics.json.",
+    )
+    train.add_argument("--manifest", required=True, help="CSV or JSONL: id,text,image,label[,split].")
+    train.add_argument("--config", help="YAML or JSON run config (data, model, training, export).")
+    train.add_argument("--output", default="runs/latest", help="Run folder (default: runs/latest).")
+    train.add_argument("--quiet", action="store_true", help="No per-epoch progress.")
+    train.set_defaults(handler=_train)
+
+    evaluate = commands.add_parser(
+        "evaluate", help="Metrics of a trained model on one split of a manifest.",
+        description="Evaluate RUN/model.keras on one split of a labelled manifest.",
+    )
+    evaluate.add_argument("--run", required=True, help="Run folder (or a model.keras file).")
+    evaluate.add_argument("--manifest", required=True, help="Labelled CSV or JSONL manifest.")
+    evaluate.add_argument("--split", default="test", choices=["train", "val", "test", "all"])
+    evaluate.set_defaults(handler=_evaluate)
+
+    export = commands.add_parser(
+        "export", help="Export a trained model as a TF Serving SavedModel (raw input).",
+        description="Write OUTPUT/<version>/ with a serving_default signature: "
+        "text (tf.string) + image (encoded bytes) -> probabilities + label.",
+    )
+    export.add_argument("--run", required=True, help="Run folder (or a model.keras file).")
+    export.add_argument("--output", help="Model folder (default: <export.directory>/<export.name> "
+                        "from the run's config).")
+    export.add_argument("--version", type=int, help="Version number (default: next free).")
+    export.set_defaults(handler=_export)
+
+    predict = commands.add_parser(
+        "predict", help="Score a manifest with an exported SavedModel; write a CSV.",
+        description="Run saved_models/<name>/<version> on the raw texts and image files "
+        "of a manifest (label column optional).",
+    )
+    predict.add_argument("--model", required=True, help="SavedModel version folder.")
+    predict.add_argument("--manifest", required=True, help="CSV or JSONL: id,text,image[,label].")
+    predict.add_argument("--out", default="predictions.csv", help="CSV to write.")
+    predict.add_argument("--batch-size", type=int, default=64)
+    predict.set_defaults(handler=_predict)
+    return parser
+
+
+def _demo_data(args):
+    from multimodal_tf.data.demo import make_demo_dataset
+
+    manifest = make_demo_dataset(args.output, num_samples=args.num_samples, seed=args.seed)
+    print(f"wrote {manifest}")
+    return 0
+
+
+def _train(args):
+    from multimodal_tf.config import load_config
+    from multimodal_tf.training.fit import train
+
+    config = load_config(args.config)
+    result = train(args.manifest, config, args.output, verbose=0 if args.quiet else 2)
+    print(f"run folder: {result.run_dir}")
+    for split in ("val", "test"):
+        if split in result.metrics:
+            _print_metrics(split, result.metrics[split])
+    return 0
+
+
+def _evaluate(args):
+    from multimodal_tf.training.fit import evaluate
+
+    metrics = evaluate(args.run, args.manifest, split=args.split)
+    _print_metrics(args.split, metrics)
+    print(json.dumps(metrics, indent=2))
+    return 0
+
+
+def _export(args):
+    import keras
+
+    from multimodal_tf.config import load_config
+    from multimodal_tf.serving.export import export_saved_model
+    from multimodal_tf.training.fit import MODEL_FILE
+
+    run = Path(args.run)
+    model_file = run / MODEL_FILE if run.is_dir() else run
+    if not model_file.is_file():
+        raise_error(f"No trained model at {model_file}.")
+    output = args.output
+    if output is None:
+        config_file = model_file.parent / "config.yaml"
+        export = load_config(config_file if config_file.is_file() else None).export
+        output = Path(export.directory) / export.name
+    model = keras.saving.load_model(model_file)
+    path = export_saved_model(model, output, version=args.version)
+    print(f"exported {path}")
+    return 0
+
+
+def _predict(args):
+    from multimodal_tf.serving.predict import predict_manifest
+
+    summary = predict_manifest(args.model, args.manifest, args.out, batch_size=args.batch_size)
+    line = f"wrote {summary['num_rows']} predictions to {summary['output']}"
+    if "accuracy" in summary:
+        line += f" (accuracy against the manifest's labels: {summary['accuracy']:.4f})"
+    print(line)
+    return 0
+
+
+def _print_metrics(split, metrics):
+    print(
+        f"{split}: accuracy {metrics['accuracy']:.4f}  macro-F1 {metrics['macro_f1']:.4f}  "
+        f"weighted-F1 {metrics['weighted_f1']:.4f}  (n={metrics['num_samples']})"
+    )
+
+
+def raise_error(message):
+    from multimodal_tf.errors import DataError
+
+    raise DataError(message)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,180 @@
+"""The run config: data, model, training and export sections.
+
+Each section is a plain dataclass whose fields map onto constructor or `fit`
+arguments. A YAML or JSON file overrides the defaults; an unknown key or a
+value of the wrong type is a `ConfigError` that names the key and the allowed
+ones.
+"""
+
+import dataclasses
+import json
+from pathlib import Path
+
+import yaml
+
+from multimodal_tf.errors import ConfigError
+
+
+@dataclasses.dataclass
+class DataConfig:
+    """How manifest rows become tensors (the preprocessor's arguments) and batches."""
+
+    image_size: tuple = (64, 64)
+    sequence_length: int = 32
+    max_vocabulary_size: int = 20000
+    min_frequency: int = 2
+    batch_size: int = 32
+    val_fraction: float = 0.1
+    test_fraction: float = 0.1
+    split_seed: int = 1337
+    check_images: bool = True
+
+
+@dataclasses.dataclass
+class ModelConfig:
+    """`MultimodalClassifier` constructor arguments."""
+
+    modalities: tuple = ("text", "image")
+    embedding_dim: int = 64
+    lstm_units: int = 64
+    hidden_dim: int = 64
+    image_filters: tuple = (32, 64, 96)
+    grid_size: int = 4
+    num_heads: int = 4
+    dropout_rate: float = 0.1
+
+
+@dataclasses.dataclass
+class TrainingConfig:
+    """`compile` and `fit` arguments and model selection."""
+
+    epochs: int = 30
+    learning_rate: float = 2e-3
+    weight_decay: float = 1e-4
+    early_stopping_patience: int = 6
+    seed: int = 1337
+
+
+@dataclasses.dataclass
+class ExportConfig:
+    """Where `export` writes the TF Serving model."""
+
+    name: str = "model"
+    directory: str = "saved_models"
+
+
+@dataclasses.dataclass
+class RunConfig:
+    """The whole run config; `RunConfig()` is the zero-config default."""
+
+    data: DataConfig = dataclasses.field(default_factory=DataConfig)
+    model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
+    training: TrainingConfig = dataclasses.field(default_factory=TrainingConfig)
+    export: ExportConfig = dataclasses.field(default_factory=ExportConfig)
+
+    def to_dict(self):
+        """A JSON/YAML-safe dict (tuples become lists)."""
+        return json.loads(json.dumps(dataclasses.asdict(self)))
+
+    @classmethod
+    def from_dict(cls, values, source="config"):
+        """Builds a config from nested dicts, checking every key and type.
+
+        Args:
+            values: dict. Sections `data`, `model`, `training`, `export`; any
+                may be left out, as may any key within them.
+            source: str. Named in error messages (usually the file path).
+        """
+        values = values or {}
+        if not isinstance(values, dict):
+            raise ConfigError(f"{source}: expected a mapping of sections, got {type(values).__name__}.")
+        sections = {field.name: field for field in dataclasses.fields(cls)}
+        _reject_unknown(values, sections, source, where="top level")
+        built = {}
+        for name, field in sections.items():
+            section_cls = field.default_factory().__class__
+            built[name] = _build_section(section_cls, values.get(name) or {}, source, name)
+        return cls(**built)
+
+
+def load_config(path=None):
+    """Reads a YAML (`.yaml`, `.yml`) or JSON (`.json`) run config.
+
+    Args:
+        path: str, Path or None. `None` gives the defaults.
+
+    Example:
+    >>> load_config().model.hidden_dim
+    64
+    """
+    if path is None:
+        return RunConfig()
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"Config file not found: {path}")
+    text = path.read_text(encoding="utf-8")
+    try:
+        if path.suffix.lower() == ".json":
+            values = json.loads(text)
+        elif path.suffix.lower() in (".yaml", ".yml"):
+            values = yaml.safe_load(text)
+        else:
+            raise ConfigError(f"{path}: config files must end in .yaml, .yml or .json.")
+    except (json.JSONDecodeError, yaml.YAMLError) as error:
+        raise ConfigError(f"{path}: not valid {path.suffix[1:].upper()}: {error}") from None
+    return RunConfig.from_dict(values, source=str(path))
+
+
+def save_config(config, path):
+    """Writes the config as YAML (or JSON if `path` ends in `.json`)."""
+    path = Path(path)
+    values = config.to_dict()
+    if path.suffix.lower() == ".json":
+        path.write_text(json.dumps(values, indent=2) + "\n", encoding="utf-8")
+    else:
+        path.write_text(yaml.safe_dump(values, sort_keys=False), encoding="utf-8")
+
+
+def _reject_unknown(values, allowed, source, where):
+    for key in values:
+        if key not in allowed:
+            raise ConfigError(
+                f"{source}: unknown key {key!r} at {where}; allowed keys: "
+                f"{', '.join(allowed)}."
+            )
+
+
+def _build_section(section_cls, values, source, section):
+    if not isinstance(values, dict):
+        raise ConfigError(f"{source}: section {section!r} must be a mapping, got {values!r}.")
+    fields = {field.name: field for field in dataclasses.fields(section_cls)}
+    _reject_unknown(values, fields, source, where=f"section {section!r}")
+    kwargs = {}
+    for key, value in values.items():
+        default = getattr(section_cls(), key)
+        kwargs[key] = _coerce(value, default, f"{source}: {section}.{key}")
+    return section_cls(**kwargs)
+
+
+def _coerce(value, default, where):
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where} must be true or false, got {value!r}.")
+        return value
+    if isinstance(default, int):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where} must be an integer, got {value!r}.")
+        return value
+    if isinstance(default, float):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{where} must be a number, got {value!r}.")
+        return float(value)
+    if isinstance(default, str):
+        if not isinstance(value, str):
+            raise ConfigError(f"{where} must be a string, got {value!r}.")
+        return value
+    if isinstance(default, tuple):
+        if not isinstance(value, (list, tuple)) or not value:
+            raise ConfigError(f"{where} must be a non-empty list like {list(default)}, got {value!r}.")
+        return tuple(_coerce(item, default[0], where) for item in value)
+    return value

@@ -1,0 +1,93 @@
+"""Export a trained classifier as a TF Serving SavedModel that takes raw input."""
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import keras
+import tensorflow as tf
+
+from multimodal_tf.errors import DataError
+
+SIGNATURE = "serving_default"
+LABELS_FILE = "labels.txt"
+
+
+def export_saved_model(model, model_dir, version=None, verbose=False):
+    """Writes `model_dir/<version>/`, a SavedModel whose graph does all preprocessing.
+
+    The `serving_default` signature takes `text` (tf.string [batch], raw UTF-8)
+    and `image` (tf.string [batch], encoded JPEG/PNG/GIF/BMP bytes) and returns
+    `probabilities` (float32 [batch, num_classes], in `model.class_names`
+    order) and `label` (tf.string [batch]). Class names are also written to
+    `assets.extra/labels.txt`. The version folder is written beside its final
+    place and renamed at the end, so TF Serving never sees half of it.
+
+    Args:
+        model: `MultimodalClassifier`. Carries its preprocessor.
+        model_dir: str or Path. The model's folder (`saved_models/<name>`).
+        version: int or None. `None` means one above the highest version present.
+        verbose: bool. Let Keras print the exported variables.
+
+    Returns:
+        Path of the version folder.
+
+    Example:
+    >>> path = export_saved_model(model, "saved_models/demo")  # doctest: +SKIP
+    >>> loaded = tf.saved_model.load(str(path))  # doctest: +SKIP
+    >>> loaded.signatures["serving_default"](text=tf.constant(["a red circle"]),
+    ...     image=tf.constant([open("circle.png", "rb").read()]))  # doctest: +SKIP
+    """
+    model_dir = Path(model_dir)
+    model_dir.mkdir(parents=True, exist_ok=True)
+    if version is None:
+        versions = [int(p.name) for p in model_dir.iterdir() if p.is_dir() and p.name.isdigit()]
+        version = max(versions, default=0) + 1
+    if int(version) < 1:
+        raise DataError(f"Versions are positive integers; received {version}.")
+    target = model_dir / str(int(version))
+    if target.exists():
+        raise DataError(
+            f"{target} already exists; TF Serving versions are immutable. "
+            "Pick another --version or leave it out to use the next one."
+        )
+    class_names = tf.constant(model.class_names)
+    preprocessor = model.preprocessor
+
+    def serve(text, image):
+        features = preprocessor({"text": text, "image": image})
+        probabilities = model(features, training=False)
+        label = tf.gather(class_names, tf.argmax(probabilities, axis=-1))
+        return {"probabilities": probabilities, "label": label}
+
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    archive.add_endpoint(
+        SIGNATURE,
+        serve,
+        input_signature=[
+            tf.TensorSpec([None], tf.string, name="text"),
+            tf.TensorSpec([None], tf.string, name="image"),
+        ],
+    )
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=model_dir))
+    try:
+        archive.write_out(str(staging), verbose=verbose)
+        (staging / "assets.extra").mkdir(exist_ok=True)
+        (staging / "assets.extra" / LABELS_FILE).write_text(
+            "\n".join(model.class_names) + "\n", encoding="utf-8"
+        )
+        os.rename(staging, target)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return target
+
+
+def read_labels(saved_model_dir):
+    """Class names of an exported model, in probability order."""
+    path = Path(saved_model_dir) / "assets.extra" / LABELS_FILE
+    if not path.is_file():
+        raise DataError(f"{path} not found: is {saved_model_dir} a multimodal_tf export?")
+    return path.read_text(encoding="utf-8").splitlines()

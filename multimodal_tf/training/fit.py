@@ -1,0 +1,172 @@
+"""`train()` and `evaluate()`: manifest in, run directory with model and metrics out."""
+
+import dataclasses
+import json
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from multimodal_tf.config import RunConfig, save_config
+from multimodal_tf.data.dataset import check_images, make_dataset
+from multimodal_tf.data.manifest import read_manifest, split_records
+from multimodal_tf.errors import DataError
+from multimodal_tf.models.classifier import MultimodalClassifier
+from multimodal_tf.models.preprocessor import MultimodalPreprocessor
+from multimodal_tf.training.metrics import classification_metrics, plot_confusion_matrix
+
+MODEL_FILE = "model.keras"
+METRICS_FILE = "metrics.json"
+
+
+@dataclasses.dataclass
+class TrainResult:
+    """What `train()` produced.
+
+    Args:
+        run_dir: Path. Holds `config.yaml`, `model.keras`, `metrics.json`,
+            `history.csv` and `confusion_matrix.png`.
+        model: `MultimodalClassifier`. The best model (by validation macro-F1).
+        metrics: dict. `{"val": {...}, "test": {...}}` as in `metrics.json`.
+    """
+
+    run_dir: Path
+    model: MultimodalClassifier
+    metrics: dict
+
+
+def train(manifest, config=None, output_dir="runs/latest", verbose=1):
+    """Trains on the `train` split, selects on `val`, reports `val` and `test`.
+
+    The vocabulary comes from training texts only and the test split is read
+    once, after model selection, so the test figures are held-out figures.
+
+    Args:
+        manifest: str or Path. A CSV or JSONL manifest (see `read_manifest`).
+        config: `RunConfig` or None. `None` means the defaults.
+        output_dir: str or Path. The run directory (created).
+        verbose: int. Keras `fit` verbosity.
+
+    Returns:
+        A `TrainResult`.
+
+    Example:
+    >>> result = train("data/demo/manifest.csv", output_dir="runs/demo")  # doctest: +SKIP
+    >>> result.metrics["test"]["accuracy"]  # doctest: +SKIP
+    0.99
+    """
+    config = config or RunConfig()
+    data, training = config.data, config.training
+    run_dir = Path(output_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    save_config(config, run_dir / "config.yaml")
+
+    records = read_manifest(manifest)
+    splits = split_records(records, data.val_fraction, data.test_fraction, data.split_seed)
+    if data.check_images:
+        check_images(records, manifest=Path(manifest).name)
+    class_names = sorted({record.label for record in splits["train"]})
+    for name in ("val", "test"):
+        unseen = sorted({r.label for r in splits[name]} - set(class_names))
+        if unseen:
+            raise DataError(
+                f"{manifest}: label(s) {unseen} appear in the {name!r} split but never "
+                "in 'train'; the model cannot learn them."
+            )
+
+    keras.utils.set_random_seed(training.seed)
+    preprocessor = MultimodalPreprocessor(
+        sequence_length=data.sequence_length,
+        image_size=data.image_size,
+        max_vocabulary_size=data.max_vocabulary_size,
+        min_frequency=data.min_frequency,
+    )
+    preprocessor.adapt([record.text for record in splits["train"]])
+    model = MultimodalClassifier(class_names, preprocessor, **dataclasses.asdict(config.model))
+    model.compile(learning_rate=training.learning_rate, weight_decay=training.weight_decay)
+
+    def dataset(name, shuffle=False):
+        return make_dataset(
+            splits[name], preprocessor, class_names, data.batch_size,
+            shuffle=shuffle, seed=training.seed,
+        )
+
+    callbacks = [
+        keras.callbacks.ModelCheckpoint(
+            run_dir / MODEL_FILE, monitor="val_macro_f1", mode="max", save_best_only=True
+        ),
+        keras.callbacks.EarlyStopping(
+            monitor="val_macro_f1", mode="max", patience=training.early_stopping_patience
+        ),
+        keras.callbacks.CSVLogger(run_dir / "history.csv"),
+    ]
+    started = time.perf_counter()
+    model.fit(
+        dataset("train", shuffle=True),
+        validation_data=dataset("val"),
+        epochs=training.epochs,
+        callbacks=callbacks,
+        verbose=verbose,
+        shuffle=False,  # the dataset reshuffles itself every epoch
+    )
+    train_seconds = time.perf_counter() - started
+    model = keras.saving.load_model(run_dir / MODEL_FILE)
+
+    metrics = {"train_seconds": train_seconds, "num_train": len(splits["train"])}
+    for name in ("val", "test"):
+        if splits[name]:
+            metrics[name] = evaluate_records(model, splits[name], data.batch_size)
+    (run_dir / METRICS_FILE).write_text(json.dumps(metrics, indent=2) + "\n")
+    report = metrics.get("test") or metrics["val"]
+    plot_confusion_matrix(
+        report, run_dir / "confusion_matrix.png",
+        title=f"{'test' if 'test' in metrics else 'val'} split",
+    )
+    return TrainResult(run_dir, model, metrics)
+
+
+def evaluate_records(model, records, batch_size=32):
+    """Metrics of `model` on labelled records (see `classification_metrics`).
+
+    Args:
+        model: `MultimodalClassifier`.
+        records: list of `Record` with labels the model knows.
+        batch_size: int. Samples per batch.
+    """
+    dataset = make_dataset(records, model.preprocessor, model.class_names, batch_size)
+    probabilities = model.predict(dataset.map(lambda features, label: features), verbose=0)
+    index = {name: i for i, name in enumerate(model.class_names)}
+    y_true = np.array([index[record.label] for record in records])
+    return classification_metrics(y_true, probabilities.argmax(axis=-1), model.class_names)
+
+
+def evaluate(model_path, manifest, split="test", batch_size=32):
+    """Evaluates a saved `.keras` model on one split of a labelled manifest.
+
+    Args:
+        model_path: str or Path. A `model.keras` file or a run directory.
+        manifest: str or Path. The manifest to read.
+        split: str. `train`, `val`, `test` or `all`.
+        batch_size: int. Samples per batch.
+
+    Returns:
+        The metrics dict (see `classification_metrics`).
+    """
+    model_path = Path(model_path)
+    if model_path.is_dir():
+        model_path = model_path / MODEL_FILE
+    if not model_path.is_file():
+        raise DataError(f"No saved model at {model_path}.")
+    model = keras.saving.load_model(model_path)
+    records = read_manifest(manifest)
+    if split != "all":
+        if any(record.split is None for record in records):
+            raise DataError(
+                f"{manifest} has no 'split' column; pass split='all' to evaluate every row."
+            )
+        records = [record for record in records if record.split == split]
+        if not records:
+            raise DataError(f"{manifest} has no rows in split {split!r}.")
+    check_images(records, manifest=Path(manifest).name)
+    return evaluate_records(model, records, batch_size)

@@ -1,0 +1,83 @@
+"""Test helpers every layer and model goes through (see STYLE.md)."""
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import keras
+import numpy as np
+
+
+def run_serialization_test(instance):
+    """config -> JSON -> from_config -> the same JSON config."""
+    config = instance.get_config()
+    config_json = json.dumps(keras.saving.serialize_keras_object(instance), sort_keys=True)
+    restored = keras.saving.deserialize_keras_object(json.loads(config_json))
+    assert type(restored) is type(instance)
+    restored_json = json.dumps(keras.saving.serialize_keras_object(restored), sort_keys=True)
+    assert restored_json == config_json
+    # Every constructor argument comes back from get_config.
+    assert json.loads(json.dumps(restored.get_config())) == json.loads(json.dumps(config))
+    return restored
+
+
+def run_layer_test(layer_cls, init_kwargs, input_data, expected_output_shape):
+    """Builds, calls, checks the output shape, and round-trips the config."""
+    layer = layer_cls(**init_kwargs)
+    output = layer(input_data)
+    assert tuple(output.shape) == tuple(expected_output_shape)
+    run_serialization_test(layer)
+    return layer, output
+
+
+def run_model_saving_test(model, input_data, tmp_path):
+    """`.keras` save and load give the same outputs and the same config."""
+    path = tmp_path / "model.keras"
+    expected = model.predict(input_data, verbose=0)
+    model.save(path)
+    restored = keras.saving.load_model(path)
+    np.testing.assert_allclose(restored.predict(input_data, verbose=0), expected, atol=1e-6)
+    assert json.dumps(restored.get_config(), sort_keys=True) == json.dumps(
+        model.get_config(), sort_keys=True
+    )
+    return restored
+
+
+def run_export_test(model, texts, images, tmp_path, atol=1e-5):
+    """The SavedModel, loaded where multimodal_tf cannot be imported, matches the Keras model.
+
+    Args:
+        model: a `MultimodalClassifier` with its preprocessor.
+        texts: list of str. Raw texts.
+        images: list of bytes. Encoded images.
+    """
+    from multimodal_tf.serving.export import export_saved_model
+
+    version_dir = export_saved_model(model, tmp_path / "served")
+    features = model.preprocessor({"text": np.array(texts, dtype=object),
+                                   "image": np.array(images, dtype=object)})
+    expected = model.predict(features, verbose=0)
+    np.save(tmp_path / "texts.npy", np.array(texts, dtype=object), allow_pickle=True)
+    np.save(tmp_path / "images.npy", np.array(images, dtype=object), allow_pickle=True)
+    script = textwrap.dedent(
+        f"""
+        import sys
+        sys.modules["multimodal_tf"] = None  # importing it now raises ImportError
+        import numpy as np
+        import tensorflow as tf
+        texts = np.load({str(tmp_path / "texts.npy")!r}, allow_pickle=True)
+        images = np.load({str(tmp_path / "images.npy")!r}, allow_pickle=True)
+        served = tf.saved_model.load({str(version_dir)!r}).signatures["serving_default"]
+        out = served(text=tf.constant(list(texts), tf.string),
+                     image=tf.constant(list(images), tf.string))
+        np.save({str(tmp_path / "served.npy")!r}, out["probabilities"].numpy())
+        np.save({str(tmp_path / "labels.npy")!r}, out["label"].numpy())
+        """
+    )
+    subprocess.run([sys.executable, "-c", script], check=True, cwd=tmp_path)
+    served = np.load(tmp_path / "served.npy")
+    np.testing.assert_allclose(served, expected, atol=atol)
+    labels = [label.decode() for label in np.load(tmp_path / "labels.npy", allow_pickle=True)]
+    assert labels == [model.class_names[i] for i in expected.argmax(-1)]
+    return version_dir

@@ -1,0 +1,55 @@
+import json
+
+import pytest
+
+from multimodal_tf.config import RunConfig, load_config, save_config
+from multimodal_tf.errors import ConfigError
+
+
+def test_defaults_without_a_file():
+    config = load_config(None)
+    assert config == RunConfig()
+    assert config.model.modalities == ("text", "image")
+
+
+def test_yaml_overrides_only_what_it_names(tmp_path):
+    path = tmp_path / "run.yaml"
+    path.write_text("model:\n  hidden_dim: 32\n  image_filters: [8, 16]\ntraining:\n  epochs: 3\n")
+    config = load_config(path)
+    assert config.model.hidden_dim == 32 and config.model.image_filters == (8, 16)
+    assert config.training.epochs == 3 and config.data == RunConfig().data
+
+
+def test_json_and_snapshot_round_trip(tmp_path):
+    config = RunConfig()
+    config.data.image_size = (32, 48)
+    for name in ("snapshot.yaml", "snapshot.json"):
+        save_config(config, tmp_path / name)
+        assert load_config(tmp_path / name) == config
+    json.loads((tmp_path / "snapshot.json").read_text())
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("modle: {}", r"unknown key 'modle' at top level; allowed keys: data, model, training, export"),
+        ("model:\n  hiden_dim: 3", r"run.yaml: unknown key 'hiden_dim' at section 'model'; allowed keys: modalities, embedding_dim"),
+        ("training:\n  epochs: many", r"training.epochs must be an integer, got 'many'"),
+        ("data:\n  check_images: 1", r"data.check_images must be true or false"),
+        ("model: [1, 2]", r"section 'model' must be a mapping"),
+        ("model: {hidden_dim: 3", r"not valid YAML"),
+    ],
+)
+def test_bad_config_names_the_key(tmp_path, text, message):
+    path = tmp_path / "run.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=message):
+        load_config(path)
+
+
+def test_missing_file_and_wrong_suffix(tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "nope.yaml")
+    (tmp_path / "run.toml").write_text("")
+    with pytest.raises(ConfigError, match=".yaml, .yml or .json"):
+        load_config(tmp_path / "run.toml")
