@@ -29,7 +29,8 @@ def _build_parser():
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     demo = commands.add_parser(
-        "demo-data", help="Write the synthetic demo dataset (manifest.csv + images/).",
+        "demo-data",
+        help="Write the synthetic demo dataset (manifest.csv + images/).",
         description="Write the synthetic demo dataset: each caption names a colour and a "
         "shape; the label says whether it describes the image (needs both modalities).",
     )
@@ -39,18 +40,22 @@ def _build_parser():
     demo.set_defaults(handler=_demo_data)
 
     train = commands.add_parser(
-        "train", help="Train on a manifest; write model, metrics and plots to a run folder.",
+        "train",
+        help="Train on a manifest; write model, metrics and plots to a run folder.",
         description="Train on the manifest's train split, select the best epoch on val "
         "macro-F1, and report val and test metrics in OUTPUT/metrics.json.",
     )
-    train.add_argument("--manifest", required=True, help="CSV or JSONL: id,text,image,label[,split].")
+    train.add_argument(
+        "--manifest", required=True, help="CSV or JSONL: id,text,image,label[,split]."
+    )
     train.add_argument("--config", help="YAML or JSON run config (data, model, training, export).")
     train.add_argument("--output", default="runs/latest", help="Run folder (default: runs/latest).")
     train.add_argument("--quiet", action="store_true", help="No per-epoch progress.")
     train.set_defaults(handler=_train)
 
     evaluate = commands.add_parser(
-        "evaluate", help="Metrics of a trained model on one split of a manifest.",
+        "evaluate",
+        help="Metrics of a trained model on one split of a manifest.",
         description="Evaluate RUN/model.keras on one split of a labelled manifest.",
     )
     evaluate.add_argument("--run", required=True, help="Run folder (or a model.keras file).")
@@ -59,18 +64,22 @@ def _build_parser():
     evaluate.set_defaults(handler=_evaluate)
 
     export = commands.add_parser(
-        "export", help="Export a trained model as a TF Serving SavedModel (raw input).",
+        "export",
+        help="Export a trained model as a TF Serving SavedModel (raw input).",
         description="Write OUTPUT/<version>/ with a serving_default signature: "
         "text (tf.string) + image (encoded bytes) -> probabilities + label.",
     )
     export.add_argument("--run", required=True, help="Run folder (or a model.keras file).")
-    export.add_argument("--output", help="Model folder (default: <export.directory>/<export.name> "
-                        "from the run's config).")
+    export.add_argument(
+        "--output",
+        help="Model folder (default: <export.directory>/<export.name> from the run's config).",
+    )
     export.add_argument("--version", type=int, help="Version number (default: next free).")
     export.set_defaults(handler=_export)
 
     predict = commands.add_parser(
-        "predict", help="Score a manifest with an exported SavedModel; write a CSV.",
+        "predict",
+        help="Score a manifest with an exported SavedModel; write a CSV.",
         description="Run saved_models/<name>/<version> on the raw texts and image files "
         "of a manifest (label column optional).",
     )

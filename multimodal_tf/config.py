@@ -51,7 +51,7 @@ class TrainingConfig:
     epochs: int = 30
     learning_rate: float = 2e-3
     weight_decay: float = 1e-4
-    early_stopping_patience: int = 6
+    early_stopping_patience: int = 8
     seed: int = 1337
 
 
@@ -87,7 +87,9 @@ class RunConfig:
         """
         values = values or {}
         if not isinstance(values, dict):
-            raise ConfigError(f"{source}: expected a mapping of sections, got {type(values).__name__}.")
+            raise ConfigError(
+                f"{source}: expected a mapping of sections, got {type(values).__name__}."
+            )
         sections = {field.name: field for field in dataclasses.fields(cls)}
         _reject_unknown(values, sections, source, where="top level")
         built = {}
@@ -139,8 +141,7 @@ def _reject_unknown(values, allowed, source, where):
     for key in values:
         if key not in allowed:
             raise ConfigError(
-                f"{source}: unknown key {key!r} at {where}; allowed keys: "
-                f"{', '.join(allowed)}."
+                f"{source}: unknown key {key!r} at {where}; allowed keys: {', '.join(allowed)}."
             )
 
 
@@ -175,6 +176,8 @@ def _coerce(value, default, where):
         return value
     if isinstance(default, tuple):
         if not isinstance(value, (list, tuple)) or not value:
-            raise ConfigError(f"{where} must be a non-empty list like {list(default)}, got {value!r}.")
+            raise ConfigError(
+                f"{where} must be a non-empty list like {list(default)}, got {value!r}."
+            )
         return tuple(_coerce(item, default[0], where) for item in value)
     return value

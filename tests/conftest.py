@@ -58,7 +58,11 @@ def tiny_manifest(tmp_path):
         fmt = "PNG" if index % 3 else "JPEG"
         name = f"images/{index}.{'png' if fmt == 'PNG' else 'jpg'}"
         (tmp_path / name).write_bytes(image_bytes(colour, format=fmt))
-        words = ["sunny warm fire", "hot red summer"] if warm else ["icy cold snow", "blue winter frost"]
+        words = (
+            ["sunny warm fire", "hot red summer"]
+            if warm
+            else ["icy cold snow", "blue winter frost"]
+        )
         split = "test" if index >= 20 else "val" if index >= 16 else "train"
         rows.append(
             {

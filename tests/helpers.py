@@ -55,8 +55,9 @@ def run_export_test(model, texts, images, tmp_path, atol=1e-5):
     from multimodal_tf.serving.export import export_saved_model
 
     version_dir = export_saved_model(model, tmp_path / "served")
-    features = model.preprocessor({"text": np.array(texts, dtype=object),
-                                   "image": np.array(images, dtype=object)})
+    features = model.preprocessor(
+        {"text": np.array(texts, dtype=object), "image": np.array(images, dtype=object)}
+    )
     expected = model.predict(features, verbose=0)
     np.save(tmp_path / "texts.npy", np.array(texts, dtype=object), allow_pickle=True)
     np.save(tmp_path / "images.npy", np.array(images, dtype=object), allow_pickle=True)

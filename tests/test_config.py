@@ -32,8 +32,15 @@ def test_json_and_snapshot_round_trip(tmp_path):
 @pytest.mark.parametrize(
     "text, message",
     [
-        ("modle: {}", r"unknown key 'modle' at top level; allowed keys: data, model, training, export"),
-        ("model:\n  hiden_dim: 3", r"run.yaml: unknown key 'hiden_dim' at section 'model'; allowed keys: modalities, embedding_dim"),
+        (
+            "modle: {}",
+            r"unknown key 'modle' at top level; allowed keys: data, model, training, export",
+        ),
+        (
+            "model:\n  hiden_dim: 3",
+            r"run.yaml: unknown key 'hiden_dim' at section 'model'; "
+            r"allowed keys: modalities, embedding_dim",
+        ),
         ("training:\n  epochs: many", r"training.epochs must be an integer, got 'many'"),
         ("data:\n  check_images: 1", r"data.check_images must be true or false"),
         ("model: [1, 2]", r"section 'model' must be a mapping"),

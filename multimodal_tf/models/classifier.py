@@ -4,7 +4,6 @@ import keras
 
 from multimodal_tf.layers.fusion.attention_fusion import AttentionFusion
 from multimodal_tf.models.image_encoder import ImageEncoder
-from multimodal_tf.models.preprocessor import MultimodalPreprocessor
 from multimodal_tf.models.text_encoder import TextEncoder
 
 MODALITIES = ("text", "image")
@@ -65,8 +64,7 @@ class MultimodalClassifier(keras.Model):
         unknown = [name for name in modalities if name not in MODALITIES]
         if not modalities or unknown or len(set(modalities)) != len(modalities):
             raise ValueError(
-                f"`modalities` must be a non-empty subset of {MODALITIES}; "
-                f"received {modalities}."
+                f"`modalities` must be a non-empty subset of {MODALITIES}; received {modalities}."
             )
         class_names = [str(name) for name in class_names]
         if len(class_names) < 2:

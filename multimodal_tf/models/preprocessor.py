@@ -101,9 +101,7 @@ class MultimodalPreprocessor(keras.layers.Layer):
         if min_frequency is not None:
             self.min_frequency = int(min_frequency)
         if not isinstance(texts, tf.data.Dataset):
-            texts = tf.data.Dataset.from_tensor_slices(
-                tf.constant(list(texts), dtype=tf.string)
-            )
+            texts = tf.data.Dataset.from_tensor_slices(tf.constant(list(texts), dtype=tf.string))
         standardized = texts.batch(batch_size).map(
             self.text_standardizer, num_parallel_calls=tf.data.AUTOTUNE
         )
@@ -111,11 +109,7 @@ class MultimodalPreprocessor(keras.layers.Layer):
         for batch in standardized.as_numpy_iterator():
             for text in batch:
                 counts.update(text.decode("utf-8").split())
-        kept = [
-            (token, count)
-            for token, count in counts.items()
-            if count >= self.min_frequency
-        ]
+        kept = [(token, count) for token, count in counts.items() if count >= self.min_frequency]
         # Most frequent first, ties broken alphabetically so that runs repeat.
         kept.sort(key=lambda item: (-item[1], item[0]))
         self.set_vocabulary([token for token, _ in kept[: self.max_vocabulary_size - 2]])

@@ -43,10 +43,14 @@ def predict_manifest(model_dir, manifest, output, batch_size=64):
     dataset = tf.data.Dataset.from_tensor_slices(
         {"text": [r.text for r in records], "path": [r.image for r in records]}
     )
-    dataset = dataset.map(
-        lambda row: (row["text"], tf.io.read_file(row["path"])),
-        num_parallel_calls=tf.data.AUTOTUNE,
-    ).batch(batch_size).prefetch(tf.data.AUTOTUNE)
+    dataset = (
+        dataset.map(
+            lambda row: (row["text"], tf.io.read_file(row["path"])),
+            num_parallel_calls=tf.data.AUTOTUNE,
+        )
+        .batch(batch_size)
+        .prefetch(tf.data.AUTOTUNE)
+    )
     has_labels = all(record.label is not None for record in records)
     correct = 0
     output = Path(output)
@@ -60,7 +64,7 @@ def predict_manifest(model_dir, manifest, output, batch_size=64):
             result = signature(text=text, image=image)
             probabilities = result["probabilities"].numpy()
             labels = [label.decode("utf-8") for label in result["label"].numpy()]
-            for offset, (label, row) in enumerate(zip(labels, probabilities)):
+            for offset, (label, row) in enumerate(zip(labels, probabilities, strict=True)):
                 record = records[start + offset]
                 values = [record.id, label] + [f"{p:.6f}" for p in np.asarray(row)]
                 if has_labels:

@@ -88,8 +88,12 @@ def train(manifest, config=None, output_dir="runs/latest", verbose=1):
 
     def dataset(name, shuffle=False):
         return make_dataset(
-            splits[name], preprocessor, class_names, data.batch_size,
-            shuffle=shuffle, seed=training.seed,
+            splits[name],
+            preprocessor,
+            class_names,
+            data.batch_size,
+            shuffle=shuffle,
+            seed=training.seed,
         )
 
     callbacks = [
@@ -120,7 +124,8 @@ def train(manifest, config=None, output_dir="runs/latest", verbose=1):
     (run_dir / METRICS_FILE).write_text(json.dumps(metrics, indent=2) + "\n")
     report = metrics.get("test") or metrics["val"]
     plot_confusion_matrix(
-        report, run_dir / "confusion_matrix.png",
+        report,
+        run_dir / "confusion_matrix.png",
         title=f"{'test' if 'test' in metrics else 'val'} split",
     )
     return TrainResult(run_dir, model, metrics)

@@ -32,7 +32,9 @@ def classification_metrics(y_true, y_pred, class_names):
     precision = np.divide(true_positives, predicted, out=np.zeros(num_classes), where=predicted > 0)
     recall = np.divide(true_positives, support, out=np.zeros(num_classes), where=support > 0)
     denominator = precision + recall
-    f1 = np.divide(2 * precision * recall, denominator, out=np.zeros(num_classes), where=denominator > 0)
+    f1 = np.divide(
+        2 * precision * recall, denominator, out=np.zeros(num_classes), where=denominator > 0
+    )
     total = max(int(support.sum()), 1)
     return {
         "num_samples": int(support.sum()),
@@ -75,11 +77,19 @@ def plot_confusion_matrix(metrics, path, title="Confusion matrix"):
     axes.set_yticks(range(len(names)), names)
     axes.set_xlabel("predicted")
     axes.set_ylabel("true")
-    axes.set_title(f"{title}\naccuracy {metrics['accuracy']:.3f}, macro-F1 {metrics['macro_f1']:.3f}")
+    axes.set_title(
+        f"{title}\naccuracy {metrics['accuracy']:.3f}, macro-F1 {metrics['macro_f1']:.3f}"
+    )
     threshold = matrix.max() / 2 if matrix.size else 0
     for (row, column), count in np.ndenumerate(matrix):
-        axes.text(column, row, str(count), ha="center", va="center",
-                  color="white" if count > threshold else "black")
+        axes.text(
+            column,
+            row,
+            str(count),
+            ha="center",
+            va="center",
+            color="white" if count > threshold else "black",
+        )
     figure.tight_layout()
     figure.savefig(path, dpi=100)
     plt.close(figure)

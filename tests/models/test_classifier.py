@@ -23,8 +23,15 @@ def tiny_model(modalities=("text", "image")):
     preprocessor = MultimodalPreprocessor(sequence_length=4, image_size=(16, 16))
     preprocessor.adapt(TEXTS, min_frequency=1)
     model = MultimodalClassifier(
-        ["warm", "cold"], preprocessor, modalities=modalities, embedding_dim=4,
-        lstm_units=4, hidden_dim=8, image_filters=(4, 8), grid_size=2, num_heads=2,
+        ["warm", "cold"],
+        preprocessor,
+        modalities=modalities,
+        embedding_dim=4,
+        lstm_units=4,
+        hidden_dim=8,
+        image_filters=(4, 8),
+        grid_size=2,
+        num_heads=2,
     )
     model.compile()
     return model
@@ -57,8 +64,7 @@ def test_unimodal_model_ignores_the_other_feature():
     model = tiny_model(("text",))
     batch = features(model)
     altered = dict(batch, image=tf.zeros_like(batch["image"]))
-    np.testing.assert_allclose(model.predict(batch, verbose=0),
-                               model.predict(altered, verbose=0))
+    np.testing.assert_allclose(model.predict(batch, verbose=0), model.predict(altered, verbose=0))
 
 
 def test_export_matches_keras_model_in_a_process_without_multimodal_tf(tmp_path):

@@ -26,8 +26,9 @@ def test_min_frequency_drops_rare_tokens():
 
 
 def test_outputs_token_ids_and_image(preprocessor):
-    out = preprocessor({"text": tf.constant(["A RED triangle!"]),
-                        "image": tf.constant([image_bytes()])})
+    out = preprocessor(
+        {"text": tf.constant(["A RED triangle!"]), "image": tf.constant([image_bytes()])}
+    )
     assert out["token_ids"].numpy().tolist() == [[2, 3, 1, 0, 0]]  # triangle is OOV (1)
     assert out["image"].shape == (1, 8, 8, 3)
 

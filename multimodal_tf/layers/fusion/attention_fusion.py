@@ -13,7 +13,8 @@ class AttentionFusion(keras.layers.Layer):
     embedding tells the tokens apart; a `keras.layers.MultiHeadAttention` block
     with residual connections and a feed-forward layer mixes them. The output
     is the masked mean over all tokens, concatenated (for two or more
-    modalities) with the elementwise product of each modality's mean: width
+    modalities) with the elementwise product of each modality's max-pooled input
+    tokens: width
     `hidden_dim` for one modality, `2 * hidden_dim` otherwise.
 
     Args:
@@ -72,38 +73,33 @@ class AttentionFusion(keras.layers.Layer):
         if mask is None:
             mask = [None] * len(inputs)
         tokens, masks = [], []
-        for index, (sequence, sequence_mask) in enumerate(zip(inputs, mask)):
+        for index, (sequence, sequence_mask) in enumerate(zip(inputs, mask, strict=True)):
             tokens.append(sequence + self.modality_embedding[index])
             if sequence_mask is None:
                 sequence_mask = ops.ones(ops.shape(sequence)[:2], dtype="bool")
             masks.append(ops.cast(sequence_mask, "bool"))
-        tokens = ops.concatenate(tokens, axis=1)
         token_mask = ops.concatenate(masks, axis=1)
-        attention_mask = ops.logical_and(token_mask[:, :, None], token_mask[:, None, :])
-        attended = self.attention(
-            tokens, tokens, attention_mask=attention_mask, training=training
-        )
-        tokens = self.attention_norm(tokens + self.dropout(attended, training=training))
-        hidden = self.feedforward_output(self.feedforward(tokens))
-        tokens = self.feedforward_norm(tokens + self.dropout(hidden, training=training))
-        pooled = _masked_mean(tokens, token_mask)
+        attended = self._attend(ops.concatenate(tokens, axis=1), token_mask, training)
+        pooled = _masked_mean(attended, token_mask)
         if len(inputs) == 1:
             return pooled
-        # Mean of each modality's attended tokens; their elementwise product is a
-        # direct multiplicative text x image interaction (as in bilinear / MFB
-        # pooling) that a linear head can read, so "does the text describe the
-        # image" is learnable without relying on attention alone.
-        per_modality, start = [], 0
-        for sequence_mask in masks:
-            length = ops.shape(sequence_mask)[1]
-            per_modality.append(
-                _masked_mean(tokens[:, start : start + length], token_mask[:, start : start + length])
-            )
-            start = start + length
-        interaction = per_modality[0]
-        for vector in per_modality[1:]:
-            interaction = interaction * vector
+        # The elementwise product of each modality's max-pooled input tokens (the
+        # salient word, the object's region) is a direct text x image interaction,
+        # as in bilinear / MFB pooling, that a linear head can read. Taken before
+        # attention, it lets "does the text match the image" be learned in a few
+        # epochs; taken after attention, or left out, training sat at chance for
+        # 5 to 20 epochs in our runs on the demo data.
+        interaction = _masked_max(inputs[0], masks[0])
+        for sequence, sequence_mask in zip(inputs[1:], masks[1:], strict=True):
+            interaction = interaction * _masked_max(sequence, sequence_mask)
         return ops.concatenate([pooled, interaction], axis=-1)
+
+    def _attend(self, tokens, token_mask, training):
+        attention_mask = ops.logical_and(token_mask[:, :, None], token_mask[:, None, :])
+        attended = self.attention(tokens, tokens, attention_mask=attention_mask, training=training)
+        tokens = self.attention_norm(tokens + self.dropout(attended, training=training))
+        hidden = self.feedforward_output(self.feedforward(tokens))
+        return self.feedforward_norm(tokens + self.dropout(hidden, training=training))
 
     def compute_mask(self, inputs, mask=None):
         return None
@@ -132,3 +128,9 @@ class AttentionFusion(keras.layers.Layer):
 def _masked_mean(tokens, mask):
     weights = ops.cast(mask, tokens.dtype)[:, :, None]
     return ops.sum(tokens * weights, axis=1) / ops.maximum(ops.sum(weights, axis=1), 1.0)
+
+
+def _masked_max(tokens, mask):
+    masked = ops.where(mask[:, :, None], tokens, ops.full_like(tokens, -1e9))
+    # A fully masked sequence (empty text) gives zeros, not -1e9.
+    return ops.where(ops.any(mask, axis=1)[:, None], ops.max(masked, axis=1), 0.0)

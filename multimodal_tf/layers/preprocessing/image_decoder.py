@@ -29,13 +29,9 @@ class ImageDecoder(keras.layers.Layer):
         self.image_size = tuple(int(size) for size in image_size)
 
     def decode_one(self, image_bytes):
-        image = tf.io.decode_image(
-            image_bytes, channels=3, dtype=tf.uint8, expand_animations=False
-        )
+        image = tf.io.decode_image(image_bytes, channels=3, dtype=tf.uint8, expand_animations=False)
         image.set_shape([None, None, 3])
-        image = tf.image.resize(
-            image, self.image_size, method="bilinear", antialias=True
-        )
+        image = tf.image.resize(image, self.image_size, method="bilinear", antialias=True)
         return tf.clip_by_value(image, 0.0, 255.0)
 
     def call(self, inputs):

@@ -30,9 +30,7 @@ class TextStandardizer(keras.layers.Layer):
     array([b'look xuser xurl happy'], dtype=object)
     """
 
-    def __init__(
-        self, lowercase=True, replace_urls=True, replace_mentions=True, **kwargs
-    ):
+    def __init__(self, lowercase=True, replace_urls=True, replace_mentions=True, **kwargs):
         kwargs.setdefault("trainable", False)
         super().__init__(**kwargs)
         self.lowercase = lowercase

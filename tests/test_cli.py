@@ -1,0 +1,157 @@
+import csv
+import json
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from multimodal_tf.cli import main
+
+SUBCOMMANDS = ["demo-data", "train", "evaluate", "export", "predict"]
+
+
+def write_config(tmp_path, config, extra=None):
+    values = config.to_dict()
+    for section, entries in (extra or {}).items():
+        values.setdefault(section, {}).update(entries)
+    path = tmp_path / "run.json"
+    path.write_text(json.dumps(values))
+    return path
+
+
+def test_console_script_lists_every_subcommand():
+    script = shutil.which("multimodal-tf") or f"{sys.executable} -m multimodal_tf"
+    out = subprocess.run(f"{script} --help", shell=True, capture_output=True, text=True, check=True)
+    for command in SUBCOMMANDS:
+        assert command in out.stdout
+
+
+@pytest.mark.parametrize("command", SUBCOMMANDS)
+def test_every_subcommand_has_help(command, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main([command, "--help"])
+    assert exit_info.value.code == 0
+    assert "usage: multimodal-tf " + command in capsys.readouterr().out
+
+
+def test_train_evaluate_export_predict(tiny_manifest, tiny_config, tmp_path, capsys):
+    run = tmp_path / "run"
+    config = write_config(tmp_path, tiny_config)
+    assert (
+        main(
+            [
+                "train",
+                "--manifest",
+                str(tiny_manifest),
+                "--config",
+                str(config),
+                "--output",
+                str(run),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
+    out = capsys.readouterr().out
+    assert "test: accuracy" in out and "macro-F1" in out
+    for name in (
+        "config.yaml",
+        "model.keras",
+        "metrics.json",
+        "history.csv",
+        "confusion_matrix.png",
+    ):
+        assert (run / name).is_file(), name
+    metrics = json.loads((run / "metrics.json").read_text())
+    for split, size in (("val", 4), ("test", 4)):
+        assert metrics[split]["num_samples"] == size
+        assert set(metrics[split]) >= {
+            "accuracy",
+            "macro_f1",
+            "weighted_f1",
+            "per_class",
+            "confusion_matrix",
+        }
+        assert set(metrics[split]["per_class"]) == {"cold", "warm"}
+        assert sum(map(sum, metrics[split]["confusion_matrix"])) == size
+
+    assert main(["evaluate", "--run", str(run), "--manifest", str(tiny_manifest)]) == 0
+    evaluated = json.loads(capsys.readouterr().out.split("\n", 1)[1])
+    assert evaluated["accuracy"] == pytest.approx(metrics["test"]["accuracy"])
+
+    served = tmp_path / "saved_models" / "tiny"
+    assert main(["export", "--run", str(run), "--output", str(served)]) == 0
+    assert main(["export", "--run", str(run), "--output", str(served)]) == 0
+    assert sorted(p.name for p in served.iterdir()) == ["1", "2"]
+    assert main(["export", "--run", str(run), "--output", str(served), "--version", "1"]) == 2
+    assert "already exists" in capsys.readouterr().err
+
+    predictions = tmp_path / "predictions.csv"
+    assert (
+        main(
+            [
+                "predict",
+                "--model",
+                str(served / "2"),
+                "--manifest",
+                str(tiny_manifest),
+                "--out",
+                str(predictions),
+            ]
+        )
+        == 0
+    )
+    rows = list(csv.DictReader(predictions.open()))
+    assert len(rows) == 24
+    assert set(rows[0]) == {
+        "id",
+        "predicted_label",
+        "probability_cold",
+        "probability_warm",
+        "label",
+    }
+    for row in rows:
+        total = float(row["probability_cold"]) + float(row["probability_warm"])
+        assert total == pytest.approx(1.0, abs=1e-4)
+        assert row["predicted_label"] in ("cold", "warm")
+
+
+def run_failing(argv, capsys):
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "Traceback" not in err
+    return err
+
+
+def test_missing_image_file(tiny_manifest, tiny_config, tmp_path, capsys):
+    (tiny_manifest.parent / "images" / "5.png").unlink()
+    err = run_failing(
+        ["train", "--manifest", str(tiny_manifest), "--output", str(tmp_path / "r")], capsys
+    )
+    assert "manifest.csv row 6 (id 'r5'), field 'image': file not found:" in err
+    assert "5.png" in err
+
+
+def test_undecodable_image(tiny_manifest, tmp_path, capsys):
+    (tiny_manifest.parent / "images" / "7.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    err = run_failing(
+        ["train", "--manifest", str(tiny_manifest), "--output", str(tmp_path / "r")], capsys
+    )
+    assert "manifest.csv row 8 (id 'r7'), field 'image': cannot decode" in err
+    assert "7.png" in err
+
+
+def test_manifest_without_a_required_column(tmp_path, capsys):
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("id,text,picture,label\n1,hi,a.png,x\n")
+    err = run_failing(
+        ["train", "--manifest", str(manifest), "--output", str(tmp_path / "r")], capsys
+    )
+    assert "m.csv: missing required column(s) 'image'" in err
+
+
+def test_unknown_config_key(tiny_manifest, tiny_config, tmp_path, capsys):
+    config = write_config(tmp_path, tiny_config, {"training": {"epoch": 3}})
+    err = run_failing(["train", "--manifest", str(tiny_manifest), "--config", str(config)], capsys)
+    assert "unknown key 'epoch' at section 'training'; allowed keys: epochs" in err

@@ -1,0 +1,39 @@
+"""The demo data needs both modalities: fused >= 95% on test, each modality alone near chance."""
+
+import pytest
+
+from multimodal_tf.config import RunConfig
+from multimodal_tf.data.demo import make_demo_dataset
+from multimodal_tf.training.fit import train
+
+
+@pytest.fixture(scope="module")
+def demo_manifest(tmp_path_factory):
+    return make_demo_dataset(tmp_path_factory.mktemp("demo"), num_samples=2000)
+
+
+def test_demo_data_is_balanced_and_reproducible(tmp_path):
+    first = make_demo_dataset(tmp_path / "a", num_samples=200)
+    second = make_demo_dataset(tmp_path / "b", num_samples=200)
+    assert first.read_text() == second.read_text()
+    assert (tmp_path / "a" / "images" / "00007.jpg").read_bytes() == (
+        tmp_path / "b" / "images" / "00007.jpg"
+    ).read_bytes()
+    lines = first.read_text().splitlines()[1:]
+    matches = sum(line.endswith(",match") for line in lines)
+    assert 80 <= matches <= 120
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "modalities, low, high",
+    [(("text", "image"), 0.95, 1.0), (("text",), 0.0, 0.6), (("image",), 0.0, 0.6)],
+    ids=["fused", "text-only", "image-only"],
+)
+def test_only_the_fused_model_solves_the_demo(demo_manifest, tmp_path, modalities, low, high):
+    config = RunConfig()
+    config.model.modalities = modalities
+    result = train(demo_manifest, config, tmp_path / "run", verbose=0)
+    accuracy = result.metrics["test"]["accuracy"]
+    assert result.metrics["test"]["num_samples"] == 200
+    assert low <= accuracy <= high, f"{modalities}: test accuracy {accuracy:.3f}"
