@@ -118,7 +118,14 @@ class MultimodalPreprocessor(keras.layers.Layer):
         outputs = {}
         if "text" in inputs:
             text = self.text_standardizer(inputs["text"])
-            outputs["token_ids"] = tf.cast(self.text_vectorizer(text), tf.int32)
+            # Vectorize as a batch even for one sample: on a scalar, text that
+            # standardizes to nothing would give 0 ids instead of sequence_length.
+            is_scalar = text.shape.rank == 0
+            token_ids = self.text_vectorizer(text[None] if is_scalar else text)
+            token_ids = tf.cast(token_ids[0] if is_scalar else token_ids, tf.int32)
+            outputs["token_ids"] = tf.ensure_shape(
+                token_ids, [self.sequence_length] if is_scalar else [None, self.sequence_length]
+            )
         if "image" in inputs:
             outputs["image"] = self.image_decoder(inputs["image"])
         return outputs

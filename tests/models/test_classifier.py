@@ -91,3 +91,13 @@ def test_needs_two_classes():
 
 def test_config_is_json():
     json.dumps(tiny_model().get_config())
+
+
+def test_text_with_no_known_token_still_gives_probabilities():
+    model = tiny_model()
+    batch = model.preprocessor(
+        {"text": tf.constant(["!!! ???", "zzz"]), "image": tf.constant(IMAGES[:2])}
+    )
+    probabilities = model.predict(batch, verbose=0)
+    assert np.isfinite(probabilities).all()
+    np.testing.assert_allclose(probabilities.sum(axis=-1), 1.0, rtol=1e-5)

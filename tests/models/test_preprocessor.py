@@ -59,3 +59,10 @@ def test_reserved_tokens_are_rejected():
 def test_unadapted_vocabulary_size_is_a_clear_error():
     with pytest.raises(ValueError, match="adapt"):
         MultimodalPreprocessor().vocabulary_size  # noqa: B018
+
+
+def test_text_that_standardizes_to_nothing_keeps_the_sequence_length(preprocessor):
+    # Real tweets can be all punctuation and '?' (emoji lost upstream).
+    raw = {"text": ["??? !!!", "a red"], "image": [image_bytes(), image_bytes()]}
+    batched = next(iter(tf.data.Dataset.from_tensor_slices(raw).map(preprocessor).batch(2)))
+    assert batched["token_ids"].numpy().tolist() == [[0, 0, 0, 0, 0], [2, 3, 0, 0, 0]]
