@@ -1,0 +1,221 @@
+"""Reading a manifest (CSV or JSONL) into checked records, and splitting them."""
+
+import csv
+import dataclasses
+import json
+import os
+import random
+from pathlib import Path
+
+from multimodal_tf.errors import DataError
+
+REQUIRED_COLUMNS = ("id", "text", "image", "label")
+SPLITS = ("train", "val", "test")
+MAX_LISTED_PROBLEMS = 20
+
+
+@dataclasses.dataclass(frozen=True)
+class Record:
+    """One manifest row.
+
+    Args:
+        row: int. 1-based data row (the CSV header is not counted).
+        id: str. The row's `id` field.
+        text: str. Raw text.
+        image: str. Absolute path of the image file.
+        label: str or None. `None` when the manifest has no labels.
+        split: str or None. `train`, `val`, `test` or `None` if unassigned.
+    """
+
+    row: int
+    id: str
+    text: str
+    image: str
+    label: str | None
+    split: str | None
+
+    def where(self, field, manifest=None):
+        """`manifest.csv row 12 (id 'a7'), field 'image'`: for error messages."""
+        prefix = f"{manifest} " if manifest else ""
+        return f"{prefix}row {self.row} (id {self.id!r}), field {field!r}"
+
+
+def read_manifest(path, require_labels=True):
+    """Reads and checks a CSV or JSONL manifest with `id,text,image,label[,split]`.
+
+    Image paths are relative to the manifest's folder and must stay inside it.
+    Every problem found (missing column, empty field, unknown split, missing
+    file, a path that escapes the folder) is collected; a `DataError` then
+    lists them by row and field.
+
+    Args:
+        path: str or Path. A `.csv` or `.jsonl` file.
+        require_labels: bool. If False the `label` column may be absent
+            (prediction on unlabeled data).
+
+    Returns:
+        A list of `Record`.
+
+    Example:
+    >>> records = read_manifest("data/demo/manifest.csv")  # doctest: +SKIP
+    >>> records[0].label  # doctest: +SKIP
+    'match'
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"Manifest not found: {path}")
+    rows = _read_rows(path)
+    required = REQUIRED_COLUMNS if require_labels else REQUIRED_COLUMNS[:3]
+    columns = set(rows[0]) if rows else set()
+    missing = [column for column in required if column not in columns]
+    if missing:
+        raise DataError(
+            f"{path}: missing required column(s) {', '.join(map(repr, missing))}; "
+            f"found columns: {', '.join(sorted(columns)) or 'none'}. A manifest needs "
+            f"{','.join(REQUIRED_COLUMNS)} and optionally split."
+        )
+    root = Path(os.path.realpath(path.parent))
+    records, problems, seen_ids = [], [], {}
+    for number, row in enumerate(rows, start=1):
+        record, row_problems = _check_row(number, row, root, path.name, seen_ids)
+        problems.extend(row_problems)
+        if record is not None:
+            records.append(record)
+    if problems:
+        raise DataError(_problem_report(path, problems))
+    if not records:
+        raise DataError(f"{path}: the manifest has no rows.")
+    return records
+
+
+def split_records(records, val_fraction=0.1, test_fraction=0.1, seed=1337):
+    """Groups records by split; assigns a stratified split when there is none.
+
+    Args:
+        records: list of `Record`.
+        val_fraction: float. Share of each class sent to `val` when assigning.
+        test_fraction: float. Share of each class sent to `test` when assigning.
+        seed: int. The assignment depends only on this seed and the row order.
+
+    Returns:
+        dict mapping `train`, `val`, `test` to lists of `Record`.
+    """
+    with_split = [record for record in records if record.split]
+    if with_split and len(with_split) != len(records):
+        first = next(record for record in records if not record.split)
+        raise DataError(
+            f"{first.where('split')}: empty split while other rows have one; "
+            "give every row a split or none at all."
+        )
+    if not with_split:
+        records = _stratified_assignment(records, val_fraction, test_fraction, seed)
+    splits = {name: [record for record in records if record.split == name] for name in SPLITS}
+    for name in ("train", "val"):
+        if not splits[name]:
+            raise DataError(f"The {name!r} split is empty; it needs at least one row.")
+    return splits
+
+
+def _read_rows(path):
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".csv":
+            with path.open(newline="", encoding="utf-8-sig") as handle:
+                return list(csv.DictReader(handle))
+        if suffix in (".jsonl", ".ndjson"):
+            rows = []
+            with path.open(encoding="utf-8") as handle:
+                for line_number, line in enumerate(handle, start=1):
+                    if not line.strip():
+                        continue
+                    try:
+                        row = json.loads(line)
+                    except json.JSONDecodeError as error:
+                        raise DataError(f"{path} line {line_number}: not valid JSON: {error}") from None
+                    if not isinstance(row, dict):
+                        raise DataError(f"{path} line {line_number}: expected a JSON object.")
+                    rows.append(row)
+            return rows
+    except UnicodeDecodeError as error:
+        raise DataError(
+            f"{path}: not valid UTF-8 (byte {error.start}): re-save the manifest as UTF-8."
+        ) from None
+    raise DataError(f"{path}: manifests must be .csv or .jsonl files.")
+
+
+def _check_row(number, row, root, manifest, seen_ids):
+    problems = []
+
+    def field(name):
+        value = row.get(name)
+        return "" if value is None else str(value).strip()
+
+    record_id = field("id")
+    where = f"{manifest} row {number} (id {record_id!r})"
+    for name in ("id", "text", "image"):
+        if not field(name):
+            problems.append(f"{where}, field {name!r}: empty {name}")
+    if "label" in row and not field("label"):
+        problems.append(f"{where}, field 'label': empty label")
+    split = field("split").lower() or None
+    if split is not None and split not in SPLITS:
+        problems.append(
+            f"{where}, field 'split': unknown split {split!r}; use one of {', '.join(SPLITS)}"
+        )
+    if record_id:
+        if record_id in seen_ids:
+            problems.append(f"{where}, field 'id': duplicate of row {seen_ids[record_id]}")
+        seen_ids.setdefault(record_id, number)
+    image = None
+    if field("image"):
+        image, problem = _resolve_image(field("image"), root)
+        if problem:
+            problems.append(f"{where}, field 'image': {problem}")
+    if problems:
+        return None, problems
+    label = field("label") if "label" in row else None
+    return Record(number, record_id, str(row["text"]), image, label, split), []
+
+
+def _resolve_image(relative, root):
+    candidate = Path(relative)
+    if candidate.is_absolute():
+        return None, f"absolute path {relative!r} not allowed; paths are relative to {root}"
+    resolved = Path(os.path.realpath(root / candidate))
+    if resolved != root and root not in resolved.parents:
+        return None, f"path {relative!r} escapes the data folder {root}"
+    if not resolved.is_file():
+        return None, f"file not found: {resolved}"
+    if resolved.stat().st_size == 0:
+        return None, f"empty (zero-byte) file: {resolved}"
+    return str(resolved), None
+
+
+def _problem_report(path, problems):
+    shown = problems[:MAX_LISTED_PROBLEMS]
+    lines = [f"{path}: {len(problems)} problem(s) found:"] + [f"  - {p}" for p in shown]
+    if len(problems) > len(shown):
+        lines.append(f"  ... and {len(problems) - len(shown)} more.")
+    return "\n".join(lines)
+
+
+def _stratified_assignment(records, val_fraction, test_fraction, seed):
+    if not 0 <= val_fraction < 1 or not 0 <= test_fraction < 1 or val_fraction + test_fraction >= 1:
+        raise DataError(
+            f"val_fraction={val_fraction} and test_fraction={test_fraction} must be in "
+            "[0, 1) and sum to less than 1."
+        )
+    by_label = {}
+    for record in records:
+        by_label.setdefault(record.label, []).append(record)
+    rng = random.Random(seed)
+    assigned = {}
+    for label in sorted(by_label, key=str):
+        group = list(by_label[label])
+        rng.shuffle(group)
+        num_test = round(len(group) * test_fraction)
+        num_val = round(len(group) * val_fraction)
+        for index, record in enumerate(group):
+            split = "test" if index < num_test else "val" if index < num_test + num_val else "train"
+            assigned[record.row] = dataclasses.replace(record, split=split)
+    return [assigned[record.row] for record in records]

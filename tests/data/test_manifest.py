@@ -1,0 +1,105 @@
+import json
+import os
+
+import pytest
+
+from multimodal_tf.data.manifest import read_manifest, split_records
+from multimodal_tf.errors import DataError
+from tests.conftest import image_bytes, write_manifest
+
+
+@pytest.fixture
+def folder(tmp_path):
+    (tmp_path / "images").mkdir()
+    for name in ("a.png", "b.png"):
+        (tmp_path / "images" / name).write_bytes(image_bytes())
+    return tmp_path
+
+
+def row(id="1", text="hello", image="images/a.png", label="pos", **extra):
+    return {"id": id, "text": text, "image": image, "label": label, **extra}
+
+
+def test_reads_csv_with_absolute_image_paths(folder):
+    records = read_manifest(write_manifest(folder, [row(), row(id="2", image="images/b.png")]))
+    assert [r.id for r in records] == ["1", "2"]
+    assert records[0].image == os.path.realpath(folder / "images" / "a.png")
+    assert records[0].row == 1 and records[0].split is None
+
+
+def test_reads_jsonl(folder):
+    path = folder / "manifest.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in [row(split="train"), row(id="2")]) + "\n")
+    records = read_manifest(path)
+    assert [r.split for r in records] == ["train", None]
+
+
+def test_missing_column_names_the_file_and_column(folder):
+    path = write_manifest(folder, [{"id": "1", "text": "t", "image": "images/a.png"}])
+    with pytest.raises(DataError, match=r"manifest.csv: missing required column\(s\) 'label'"):
+        read_manifest(path)
+    assert read_manifest(path, require_labels=False)[0].label is None
+
+
+@pytest.mark.parametrize(
+    "bad_row, message",
+    [
+        (row(id="2", image="images/missing.png"), r"row 2 \(id '2'\), field 'image': file not found: .*missing.png"),
+        (row(id="2", image="../outside.png"), r"row 2 \(id '2'\), field 'image': path '../outside.png' escapes the data folder"),
+        (row(id="2", image="/etc/passwd"), r"row 2 \(id '2'\), field 'image': absolute path"),
+        (row(id="2", text="  "), r"row 2 \(id '2'\), field 'text': empty text"),
+        (row(id="2", label=""), r"row 2 \(id '2'\), field 'label': empty label"),
+        (row(id="1"), r"row 2 \(id '1'\), field 'id': duplicate of row 1"),
+        (row(id="2", split="dev"), r"row 2 \(id '2'\), field 'split': unknown split 'dev'"),
+    ],
+)
+def test_bad_rows_are_reported_by_row_and_field(folder, bad_row, message):
+    (folder.parent / "outside.png").write_bytes(image_bytes())
+    rows = [row(split="train"), {"split": "train", **bad_row}]
+    with pytest.raises(DataError, match=message):
+        read_manifest(write_manifest(folder, rows, fieldnames=["id", "text", "image", "label", "split"]))
+
+
+def test_symlink_out_of_the_folder_is_rejected(folder, tmp_path_factory):
+    outside = tmp_path_factory.mktemp("outside") / "x.png"
+    outside.write_bytes(image_bytes())
+    (folder / "images" / "link.png").symlink_to(outside)
+    with pytest.raises(DataError, match="escapes the data folder"):
+        read_manifest(write_manifest(folder, [row(image="images/link.png")]))
+
+
+def test_every_problem_is_listed_not_just_the_first(folder):
+    rows = [row(id=str(i), image=f"images/none{i}.png") for i in range(25)]
+    with pytest.raises(DataError, match=r"25 problem\(s\)[\s\S]*and 5 more"):
+        read_manifest(write_manifest(folder, rows))
+
+
+def test_stratified_split_is_deterministic_and_keeps_class_shares(folder):
+    rows = [row(id=str(i), label="a" if i < 80 else "b") for i in range(100)]
+    records = read_manifest(write_manifest(folder, rows))
+    first = split_records(records, val_fraction=0.1, test_fraction=0.2, seed=7)
+    again = split_records(records, val_fraction=0.1, test_fraction=0.2, seed=7)
+    assert first == again
+    assert [len(first[s]) for s in ("train", "val", "test")] == [70, 10, 20]
+    assert sum(r.label == "b" for r in first["test"]) == 4  # 20% of the 20 "b" rows
+    other_seed = split_records(records, val_fraction=0.1, test_fraction=0.2, seed=8)
+    assert {r.id for r in other_seed["test"]} != {r.id for r in first["test"]}
+
+
+def test_given_splits_are_kept(folder):
+    rows = [row(id="1", split="train"), row(id="2", split="val"), row(id="3", split="TEST")]
+    splits = split_records(read_manifest(write_manifest(folder, rows)))
+    assert [[r.id for r in splits[s]] for s in ("train", "val", "test")] == [["1"], ["2"], ["3"]]
+
+
+def test_partly_missing_split_is_an_error(folder):
+    rows = [row(id="1", split="train"), row(id="2", split="")]
+    with pytest.raises(DataError, match=r"row 2 \(id '2'\), field 'split'"):
+        split_records(read_manifest(write_manifest(folder, rows)))
+
+
+def test_non_utf8_manifest_is_a_clear_error(folder):
+    path = folder / "manifest.csv"
+    path.write_bytes("id,text,image,label\n1,caf\xe9,images/a.png,x\n".encode("latin-1"))
+    with pytest.raises(DataError, match="not valid UTF-8"):
+        read_manifest(path)
