@@ -74,17 +74,39 @@ def read_manifest(path, require_labels=True):
             f"found columns: {', '.join(sorted(columns)) or 'none'}. A manifest needs "
             f"{','.join(REQUIRED_COLUMNS)} and optionally split."
         )
-    root = Path(os.path.realpath(path.parent))
+    return records_from_rows(rows, path.parent, source=path)
+
+
+def records_from_rows(rows, root, source):
+    """Checks row dicts (`id`, `text`, `image`, `label`, `split`) and makes records.
+
+    The one place where rows become `Record`s, whatever format they came from:
+    image paths are resolved against `root` and must stay inside it, and every
+    problem (empty field, unknown split, duplicate id, missing or empty file,
+    a path that escapes `root`) is collected and raised as one `DataError`
+    naming the row and the field.
+
+    Args:
+        rows: list of dict. Values may be missing or None; `label` and
+            `split` are optional keys.
+        root: str or Path. The data folder image paths are relative to.
+        source: str or Path. Named in messages (a manifest, or a folder).
+
+    Returns:
+        A list of `Record`, row numbers starting at 1.
+    """
+    root = Path(os.path.realpath(root))
+    name = Path(source).name
     records, problems, seen_ids = [], [], {}
     for number, row in enumerate(rows, start=1):
-        record, row_problems = _check_row(number, row, root, path.name, seen_ids)
+        record, row_problems = _check_row(number, row, root, name, seen_ids)
         problems.extend(row_problems)
         if record is not None:
             records.append(record)
     if problems:
-        raise DataError(_problem_report(path, problems))
+        raise DataError(_problem_report(source, problems))
     if not records:
-        raise DataError(f"{path}: the manifest has no rows.")
+        raise DataError(f"{source}: no rows.")
     return records
 
 
