@@ -9,9 +9,10 @@ model in a SavedModel that TF Serving runs on raw input.
 """
 
 from multimodal_tf.config import RunConfig, load_config
-from multimodal_tf.data.dataset import check_images, make_dataset
+from multimodal_tf.data.dataset import make_dataset
 from multimodal_tf.data.demo import make_demo_dataset
 from multimodal_tf.data.manifest import Record, read_manifest, split_records
+from multimodal_tf.data.validate import ValidationReport, check_images, validate_manifest
 from multimodal_tf.errors import ConfigError, DataError, MultimodalTFError
 from multimodal_tf.layers.fusion.attention_fusion import AttentionFusion
 from multimodal_tf.layers.preprocessing.image_decoder import ImageDecoder
@@ -40,6 +41,7 @@ __all__ = [
     "RunConfig",
     "TextEncoder",
     "TextStandardizer",
+    "ValidationReport",
     "check_images",
     "classification_metrics",
     "evaluate",
@@ -51,4 +53,5 @@ __all__ = [
     "read_manifest",
     "split_records",
     "train",
+    "validate_manifest",
 ]

@@ -39,6 +39,30 @@ def _build_parser():
     demo.add_argument("--seed", type=int, default=0, help="Random seed (default: 0).")
     demo.set_defaults(handler=_demo_data)
 
+    validate = commands.add_parser(
+        "validate",
+        help="Check every row and image of a manifest; report problems by row.",
+        description="One pass over every row: missing, empty, truncated, undecodable or "
+        "oversized images, unsupported formats, paths leaving the data folder, empty text, "
+        "bad encodings, unknown labels, duplicate ids, and the same image or text in more "
+        "than one split. Exit status 1 if any row has an error.",
+    )
+    validate.add_argument("manifest", help="CSV or JSONL manifest.")
+    validate.add_argument(
+        "--encoding",
+        default="utf-8",
+        help="Manifest text encoding (default: utf-8; e.g. gb18030, latin-1).",
+    )
+    validate.add_argument(
+        "--max-pixels",
+        type=int,
+        default=40_000_000,
+        help="Largest width x height accepted (default: 40000000).",
+    )
+    validate.add_argument("--report", help="Also write every problem to this CSV file.")
+    validate.add_argument("--limit", type=int, default=20, help="Problems to print (default: 20).")
+    validate.set_defaults(handler=_validate)
+
     train = commands.add_parser(
         "train",
         help="Train on a manifest; write model, metrics and plots to a run folder.",
@@ -97,6 +121,17 @@ def _demo_data(args):
     manifest = make_demo_dataset(args.output, num_samples=args.num_samples, seed=args.seed)
     print(f"wrote {manifest}")
     return 0
+
+
+def _validate(args):
+    from multimodal_tf.data.validate import validate_manifest
+
+    report = validate_manifest(args.manifest, encoding=args.encoding, max_pixels=args.max_pixels)
+    print(report.format(limit=args.limit))
+    if args.report:
+        report.write_csv(args.report)
+        print(f"wrote {len(report.problems)} problem(s) to {args.report}")
+    return 1 if report.errors else 0
 
 
 def _train(args):

@@ -27,7 +27,9 @@ class DataConfig:
     val_fraction: float = 0.1
     test_fraction: float = 0.1
     split_seed: int = 1337
-    check_images: bool = True
+    encoding: str = "utf-8"
+    max_pixels: int = 40_000_000
+    on_error: str = "raise"
 
 
 @dataclasses.dataclass
@@ -99,6 +101,9 @@ class RunConfig:
         return cls(**built)
 
 
+_CHOICES = {("data", "on_error"): ("raise", "skip")}
+
+
 def load_config(path=None):
     """Reads a YAML (`.yaml`, `.yml`) or JSON (`.json`) run config.
 
@@ -154,6 +159,11 @@ def _build_section(section_cls, values, source, section):
     for key, value in values.items():
         default = getattr(section_cls(), key)
         kwargs[key] = _coerce(value, default, f"{source}: {section}.{key}")
+        choices = _CHOICES.get((section, key))
+        if choices and kwargs[key] not in choices:
+            raise ConfigError(
+                f"{source}: {section}.{key} must be one of {', '.join(choices)}; got {value!r}."
+            )
     return section_cls(**kwargs)
 
 

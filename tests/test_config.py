@@ -42,7 +42,7 @@ def test_json_and_snapshot_round_trip(tmp_path):
             r"allowed keys: modalities, embedding_dim",
         ),
         ("training:\n  epochs: many", r"training.epochs must be an integer, got 'many'"),
-        ("data:\n  check_images: 1", r"data.check_images must be true or false"),
+        ("data:\n  on_error: ignore", r"data.on_error must be one of raise, skip"),
         ("model: [1, 2]", r"section 'model' must be a mapping"),
         ("model: {hidden_dim: 3", r"not valid YAML"),
     ],

@@ -1,11 +1,8 @@
 """Manifest records -> a streaming `tf.data.Dataset` of preprocessed batches."""
 
-import concurrent.futures
-
 import tensorflow as tf
 
 from multimodal_tf.errors import DataError
-from multimodal_tf.models.preprocessor import MultimodalPreprocessor
 
 AUTOTUNE = tf.data.AUTOTUNE
 
@@ -59,41 +56,6 @@ def make_dataset(
 
     dataset = dataset.map(load, num_parallel_calls=AUTOTUNE)
     return dataset.batch(batch_size).prefetch(AUTOTUNE)
-
-
-def check_images(records, manifest=None, workers=8):
-    """Decodes every image once with the training decoder; lists every failure.
-
-    Training would otherwise stop mid-epoch on an unreadable image with a
-    TensorFlow error that names neither the file nor the row.
-
-    Args:
-        records: list of `Record`.
-        manifest: str or None. Named in the error message.
-        workers: int. Images decoded at once.
-
-    Raises:
-        DataError: naming the row, the field and the file of each failure.
-    """
-    decoder = MultimodalPreprocessor(image_size=(8, 8)).image_decoder
-
-    def problem(record):
-        try:
-            decoder.decode_one(tf.io.read_file(record.image))
-        except (tf.errors.OpError, ValueError) as error:
-            reason = getattr(error, "message", str(error)).strip().splitlines()[0]
-            return (
-                f"{record.where('image', manifest)}: cannot decode {record.image} as "
-                f"JPEG, PNG, GIF or BMP ({reason})"
-            )
-        return None
-
-    with concurrent.futures.ThreadPoolExecutor(workers) as pool:
-        problems = [p for p in pool.map(problem, records) if p]
-    if problems:
-        shown = "\n".join(f"  - {p}" for p in problems[:20])
-        more = f"\n  ... and {len(problems) - 20} more." if len(problems) > 20 else ""
-        raise DataError(f"{len(problems)} unreadable image(s):\n{shown}{more}")
 
 
 def _label_ids(records, class_names):

@@ -7,11 +7,11 @@ import os
 import random
 from pathlib import Path
 
+from multimodal_tf.data.problems import Problem, format_problems
 from multimodal_tf.errors import DataError
 
 REQUIRED_COLUMNS = ("id", "text", "image", "label")
 SPLITS = ("train", "val", "test")
-MAX_LISTED_PROBLEMS = 20
 
 
 @dataclasses.dataclass(frozen=True)
@@ -40,18 +40,21 @@ class Record:
         return f"{prefix}row {self.row} (id {self.id!r}), field {field!r}"
 
 
-def read_manifest(path, require_labels=True):
+def read_manifest(path, require_labels=True, encoding="utf-8"):
     """Reads and checks a CSV or JSONL manifest with `id,text,image,label[,split]`.
 
     Image paths are relative to the manifest's folder and must stay inside it.
     Every problem found (missing column, empty field, unknown split, missing
-    file, a path that escapes the folder) is collected; a `DataError` then
-    lists them by row and field.
+    file, a path that escapes the folder, bytes not valid in `encoding`) is
+    collected; a `DataError` then lists them by row and field. To get the
+    problems instead of an error, use `scan_manifest` (or `validate_manifest`,
+    which also decodes the images).
 
     Args:
         path: str or Path. A `.csv` or `.jsonl` file.
         require_labels: bool. If False the `label` column may be absent
             (prediction on unlabeled data).
+        encoding: str. The manifest's text encoding.
 
     Returns:
         A list of `Record`.
@@ -61,10 +64,22 @@ def read_manifest(path, require_labels=True):
     >>> records[0].label  # doctest: +SKIP
     'match'
     """
+    records, problems = scan_manifest(path, require_labels, encoding)
+    if problems:
+        raise DataError(format_problems(problems, path))
+    return records
+
+
+def scan_manifest(path, require_labels=True, encoding="utf-8"):
+    """Like `read_manifest`, but returns `(good_records, problems)` instead of raising.
+
+    A missing file or a missing required column still raises `DataError`:
+    no row can be read then.
+    """
     path = Path(path)
     if not path.is_file():
         raise DataError(f"Manifest not found: {path}")
-    rows = _read_rows(path)
+    rows = _read_rows(path, encoding)
     required = REQUIRED_COLUMNS if require_labels else REQUIRED_COLUMNS[:3]
     columns = set(rows[0]) if rows else set()
     missing = [column for column in required if column not in columns]
@@ -74,7 +89,9 @@ def read_manifest(path, require_labels=True):
             f"found columns: {', '.join(sorted(columns)) or 'none'}. A manifest needs "
             f"{','.join(REQUIRED_COLUMNS)} and optionally split."
         )
-    return records_from_rows(rows, path.parent, source=path)
+    if not rows:
+        raise DataError(f"{path}: no rows.")
+    return scan_rows(rows, path.parent, path, encoding)
 
 
 def records_from_rows(rows, root, source):
@@ -95,19 +112,25 @@ def records_from_rows(rows, root, source):
     Returns:
         A list of `Record`, row numbers starting at 1.
     """
+    if not rows:
+        raise DataError(f"{source}: no rows.")
+    records, problems = scan_rows(rows, root, source)
+    if problems:
+        raise DataError(format_problems(problems, source))
+    return records
+
+
+def scan_rows(rows, root, source, encoding="utf-8"):
+    """`records_from_rows` without raising: returns `(good_records, problems)`."""
     root = Path(os.path.realpath(root))
     name = Path(source).name
     records, problems, seen_ids = [], [], {}
     for number, row in enumerate(rows, start=1):
-        record, row_problems = _check_row(number, row, root, name, seen_ids)
+        record, row_problems = _check_row(number, row, root, name, seen_ids, encoding)
         problems.extend(row_problems)
         if record is not None:
             records.append(record)
-    if problems:
-        raise DataError(_problem_report(source, problems))
-    if not records:
-        raise DataError(f"{source}: no rows.")
-    return records
+    return records, problems
 
 
 def split_records(records, val_fraction=0.1, test_fraction=0.1, seed=1337):
@@ -138,87 +161,98 @@ def split_records(records, val_fraction=0.1, test_fraction=0.1, seed=1337):
     return splits
 
 
-def _read_rows(path):
+def _read_rows(path, encoding):
+    # Undecodable bytes survive as surrogates, so they are reported per row and
+    # field instead of failing the whole file.
     suffix = path.suffix.lower()
-    try:
-        if suffix == ".csv":
-            with path.open(newline="", encoding="utf-8-sig") as handle:
-                return list(csv.DictReader(handle))
-        if suffix in (".jsonl", ".ndjson"):
-            rows = []
-            with path.open(encoding="utf-8") as handle:
-                for line_number, line in enumerate(handle, start=1):
-                    if not line.strip():
-                        continue
-                    try:
-                        row = json.loads(line)
-                    except json.JSONDecodeError as error:
-                        raise DataError(f"{path} line {line_number}: not valid JSON: {error}") from None
-                    if not isinstance(row, dict):
-                        raise DataError(f"{path} line {line_number}: expected a JSON object.")
-                    rows.append(row)
-            return rows
-    except UnicodeDecodeError as error:
-        raise DataError(
-            f"{path}: not valid UTF-8 (byte {error.start}): re-save the manifest as UTF-8."
-        ) from None
+    if suffix == ".csv":
+        with path.open(newline="", encoding=encoding, errors="surrogateescape") as handle:
+            return list(csv.DictReader(handle))
+    if suffix in (".jsonl", ".ndjson"):
+        rows = []
+        with path.open(encoding=encoding, errors="surrogateescape") as handle:
+            for line_number, line in enumerate(handle, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError as error:
+                    raise DataError(f"{path} line {line_number}: not valid JSON: {error}") from None
+                if not isinstance(row, dict):
+                    raise DataError(f"{path} line {line_number}: expected a JSON object.")
+                rows.append(row)
+        return rows
     raise DataError(f"{path}: manifests must be .csv or .jsonl files.")
 
 
-def _check_row(number, row, root, manifest, seen_ids):
+def _check_row(number, row, root, manifest, seen_ids, encoding="utf-8"):
+    record_id = "" if row.get("id") is None else str(row.get("id")).strip()
     problems = []
+
+    def problem(kind, field, message):
+        problems.append(Problem(kind, message, number, record_id, field, manifest))
 
     def field(name):
         value = row.get(name)
         return "" if value is None else str(value).strip()
 
-    record_id = field("id")
-    where = f"{manifest} row {number} (id {record_id!r})"
+    for name in ("id", "text", "image", "label", "split"):
+        bad = _undecodable(field(name))
+        if bad:
+            problem(
+                "invalid_encoding",
+                name,
+                f"not valid {encoding.upper()} (byte 0x{bad:02x}); re-save the manifest as "
+                "UTF-8 or name its encoding (--encoding, e.g. --encoding gb18030)",
+            )
     for name in ("id", "text", "image"):
         if not field(name):
-            problems.append(f"{where}, field {name!r}: empty {name}")
+            problem(f"empty_{name}", name, f"empty {name}")
     if "label" in row and not field("label"):
-        problems.append(f"{where}, field 'label': empty label")
+        problem("empty_label", "label", "empty label")
     split = field("split").lower() or None
     if split is not None and split not in SPLITS:
-        problems.append(
-            f"{where}, field 'split': unknown split {split!r}; use one of {', '.join(SPLITS)}"
+        problem(
+            "unknown_split", "split", f"unknown split {split!r}; use one of {', '.join(SPLITS)}"
         )
     if record_id:
         if record_id in seen_ids:
-            problems.append(f"{where}, field 'id': duplicate of row {seen_ids[record_id]}")
+            problem("duplicate_id", "id", f"duplicate of row {seen_ids[record_id]}")
         seen_ids.setdefault(record_id, number)
     image = None
-    if field("image"):
-        image, problem = _resolve_image(field("image"), root)
-        if problem:
-            problems.append(f"{where}, field 'image': {problem}")
+    if field("image") and not _undecodable(field("image")):
+        image, kind, message = _resolve_image(field("image"), root)
+        if kind:
+            problem(kind, "image", message)
     if problems:
         return None, problems
     label = field("label") if "label" in row else None
     return Record(number, record_id, str(row["text"]), image, label, split), []
 
 
+def _undecodable(value):
+    for character in value:
+        if "\udc80" <= character <= "\udcff":
+            return ord(character) - 0xDC00
+    return None
+
+
 def _resolve_image(relative, root):
     candidate = Path(relative)
     if candidate.is_absolute():
-        return None, f"absolute path {relative!r} not allowed; paths are relative to {root}"
+        return (
+            None,
+            "path_escape",
+            f"absolute path {relative!r} not allowed; paths are relative to {root}",
+        )
     resolved = Path(os.path.realpath(root / candidate))
     if resolved != root and root not in resolved.parents:
-        return None, f"path {relative!r} escapes the data folder {root}"
+        return None, "path_escape", f"path {relative!r} escapes the data folder {root}"
     if not resolved.is_file():
-        return None, f"file not found: {resolved}"
+        return None, "missing_file", f"file not found: {resolved}"
     if resolved.stat().st_size == 0:
-        return None, f"empty (zero-byte) file: {resolved}"
-    return str(resolved), None
-
-
-def _problem_report(path, problems):
-    shown = problems[:MAX_LISTED_PROBLEMS]
-    lines = [f"{path}: {len(problems)} problem(s) found:"] + [f"  - {p}" for p in shown]
-    if len(problems) > len(shown):
-        lines.append(f"  ... and {len(problems) - len(shown)} more.")
-    return "\n".join(lines)
+        return None, "zero_byte", f"empty (zero-byte) file: {resolved}"
+    return str(resolved), None, None
 
 
 def _stratified_assignment(records, val_fraction, test_fraction, seed):

@@ -6,8 +6,8 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from multimodal_tf.data.dataset import check_images
 from multimodal_tf.data.manifest import read_manifest
+from multimodal_tf.data.validate import check_images
 from multimodal_tf.errors import DataError
 from multimodal_tf.serving.export import SIGNATURE, read_labels
 

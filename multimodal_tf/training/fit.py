@@ -9,8 +9,10 @@ import keras
 import numpy as np
 
 from multimodal_tf.config import RunConfig, save_config
-from multimodal_tf.data.dataset import check_images, make_dataset
+from multimodal_tf.data.dataset import make_dataset
 from multimodal_tf.data.manifest import read_manifest, split_records
+from multimodal_tf.data.problems import write_problems_csv
+from multimodal_tf.data.validate import check_images, validate_manifest
 from multimodal_tf.errors import DataError
 from multimodal_tf.models.classifier import MultimodalClassifier
 from multimodal_tf.models.preprocessor import MultimodalPreprocessor
@@ -62,19 +64,22 @@ def train(manifest, config=None, output_dir="runs/latest", verbose=1):
     run_dir.mkdir(parents=True, exist_ok=True)
     save_config(config, run_dir / "config.yaml")
 
-    records = read_manifest(manifest)
-    splits = split_records(records, data.val_fraction, data.test_fraction, data.split_seed)
-    if data.check_images:
-        check_images(records, manifest=Path(manifest).name)
+    report = validate_manifest(manifest, data.encoding, data.max_pixels)
+    report.write_csv(run_dir / "data_problems.csv")
+    if report.errors and data.on_error == "raise":
+        raise DataError(
+            report.format() + f"\nAll problems: {run_dir / 'data_problems.csv'}. Fix them, or set "
+            "data.on_error: skip to train on the usable rows."
+        )
+    if report.problems and verbose:
+        print(report.format(limit=5))
+    if report.errors:  # on_error: skip, and every skipped row is listed
+        write_problems_csv(report.errors, run_dir / "skipped_rows.csv")
+        print(
+            f"skipped {len(report.skipped_rows)} row(s); reasons in {run_dir / 'skipped_rows.csv'}"
+        )
+    splits = split_records(report.records, data.val_fraction, data.test_fraction, data.split_seed)
     class_names = sorted({record.label for record in splits["train"]})
-    for name in ("val", "test"):
-        unseen = sorted({r.label for r in splits[name]} - set(class_names))
-        if unseen:
-            raise DataError(
-                f"{manifest}: label(s) {unseen} appear in the {name!r} split but never "
-                "in 'train'; the model cannot learn them."
-            )
-
     keras.utils.set_random_seed(training.seed)
     preprocessor = MultimodalPreprocessor(
         sequence_length=data.sequence_length,
@@ -117,7 +122,15 @@ def train(manifest, config=None, output_dir="runs/latest", verbose=1):
     train_seconds = time.perf_counter() - started
     model = keras.saving.load_model(run_dir / MODEL_FILE)
 
-    metrics = {"train_seconds": train_seconds, "num_train": len(splits["train"])}
+    metrics = {
+        "train_seconds": train_seconds,
+        "num_train": len(splits["train"]),
+        "data": {
+            "rows": report.num_rows,
+            "skipped_rows": len(report.skipped_rows),
+            "warnings": len(report.warnings),
+        },
+    }
     for name in ("val", "test"):
         if splits[name]:
             metrics[name] = evaluate_records(model, splits[name], data.batch_size)

@@ -1,11 +1,10 @@
 import numpy as np
 import pytest
 
-from multimodal_tf.data.dataset import check_images, make_dataset
+from multimodal_tf.data.dataset import make_dataset
 from multimodal_tf.data.manifest import read_manifest, split_records
 from multimodal_tf.errors import DataError
 from multimodal_tf.models.preprocessor import MultimodalPreprocessor
-from tests.conftest import image_bytes, write_manifest
 
 
 def test_batches_carry_preprocessed_features_and_one_hot_labels(tiny_manifest):
@@ -25,7 +24,9 @@ def test_shuffle_changes_order_between_epochs_and_keeps_pairs(tiny_manifest):
     records = split_records(read_manifest(tiny_manifest))["train"]
     preprocessor = MultimodalPreprocessor(sequence_length=6, image_size=(16, 16))
     preprocessor.adapt([r.text for r in records], min_frequency=1)
-    dataset = make_dataset(records, preprocessor, ["cold", "warm"], batch_size=16, shuffle=True, seed=1)
+    dataset = make_dataset(
+        records, preprocessor, ["cold", "warm"], batch_size=16, shuffle=True, seed=1
+    )
     first, second = (next(iter(dataset)) for _ in range(2))
     assert not np.array_equal(first[0]["token_ids"], second[0]["token_ids"])
     for features, labels in (first, second):
@@ -38,22 +39,3 @@ def test_unknown_label_names_row_and_field(tiny_manifest):
     preprocessor = MultimodalPreprocessor(vocabulary=["x"])
     with pytest.raises(DataError, match=r"row 1 \(id 'r0'\), field 'label': unknown label 'warm'"):
         make_dataset(records, preprocessor, ["cold", "hot"])
-
-
-def test_check_images_names_row_field_and_file(tmp_path):
-    (tmp_path / "good.png").write_bytes(image_bytes())
-    (tmp_path / "bad.jpg").write_bytes(b"\xff\xd8\xff garbage, not a jpeg")
-    (tmp_path / "text.png").write_text("hello")
-    rows = [
-        {"id": "a", "text": "t", "image": "good.png", "label": "x"},
-        {"id": "b", "text": "t", "image": "bad.jpg", "label": "x"},
-        {"id": "c", "text": "t", "image": "text.png", "label": "x"},
-    ]
-    records = read_manifest(write_manifest(tmp_path, rows))
-    with pytest.raises(DataError) as error:
-        check_images(records, manifest="manifest.csv")
-    message = str(error.value)
-    assert "2 unreadable image(s)" in message
-    assert "manifest.csv row 2 (id 'b'), field 'image': cannot decode" in message
-    assert "bad.jpg" in message and "row 3 (id 'c')" in message and "text.png" in message
-    check_images(records[:1])
