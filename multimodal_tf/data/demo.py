@@ -95,5 +95,7 @@ def _draw(colour, shape, image_size, rng):
     elif shape == "square":
         draw.rectangle(box, fill=fill)
     else:
-        draw.polygon([(left + size / 2, top), (left, top + size), (left + size, top + size)], fill=fill)
+        draw.polygon(
+            [(left + size / 2, top), (left, top + size), (left + size, top + size)], fill=fill
+        )
     return image.filter(ImageFilter.GaussianBlur(rng.uniform(0, 0.8)))

@@ -44,8 +44,14 @@ def test_missing_column_names_the_file_and_column(folder):
 @pytest.mark.parametrize(
     "bad_row, message",
     [
-        (row(id="2", image="images/missing.png"), r"row 2 \(id '2'\), field 'image': file not found: .*missing.png"),
-        (row(id="2", image="../outside.png"), r"row 2 \(id '2'\), field 'image': path '../outside.png' escapes the data folder"),
+        (
+            row(id="2", image="images/missing.png"),
+            r"row 2 \(id '2'\), field 'image': file not found: .*missing.png",
+        ),
+        (
+            row(id="2", image="../outside.png"),
+            r"row 2 \(id '2'\), field 'image': path '../outside.png' escapes the data folder",
+        ),
         (row(id="2", image="/etc/passwd"), r"row 2 \(id '2'\), field 'image': absolute path"),
         (row(id="2", text="  "), r"row 2 \(id '2'\), field 'text': empty text"),
         (row(id="2", label=""), r"row 2 \(id '2'\), field 'label': empty label"),
@@ -57,7 +63,9 @@ def test_bad_rows_are_reported_by_row_and_field(folder, bad_row, message):
     (folder.parent / "outside.png").write_bytes(image_bytes())
     rows = [row(split="train"), {"split": "train", **bad_row}]
     with pytest.raises(DataError, match=message):
-        read_manifest(write_manifest(folder, rows, fieldnames=["id", "text", "image", "label", "split"]))
+        read_manifest(
+            write_manifest(folder, rows, fieldnames=["id", "text", "image", "label", "split"])
+        )
 
 
 def test_symlink_out_of_the_folder_is_rejected(folder, tmp_path_factory):
