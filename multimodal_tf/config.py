@@ -54,6 +54,8 @@ class TrainingConfig:
     learning_rate: float = 2e-3
     weight_decay: float = 1e-4
     early_stopping_patience: int = 8
+    class_weight: str = "balanced"
+    oversample: bool = False
     seed: int = 1337
 
 
@@ -101,7 +103,10 @@ class RunConfig:
         return cls(**built)
 
 
-_CHOICES = {("data", "on_error"): ("raise", "skip")}
+_CHOICES = {
+    ("data", "on_error"): ("raise", "skip"),
+    ("training", "class_weight"): ("balanced", "none"),
+}
 
 
 def load_config(path=None):

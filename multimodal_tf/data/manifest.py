@@ -133,17 +133,29 @@ def scan_rows(rows, root, source, encoding="utf-8"):
     return records, problems
 
 
-def split_records(records, val_fraction=0.1, test_fraction=0.1, seed=1337):
+def split_records(records, val_fraction=0.1, test_fraction=0.1, seed=1337, image_digests=None):
     """Groups records by split; assigns a stratified split when there is none.
+
+    An assigned split keeps duplicates together: rows with the same image
+    (same file, or the same bytes when `image_digests` is given) or the same
+    text (case and whitespace folded) always land in the same split, so the
+    test split never holds a copy of a training sample.
 
     Args:
         records: list of `Record`.
         val_fraction: float. Share of each class sent to `val` when assigning.
         test_fraction: float. Share of each class sent to `test` when assigning.
-        seed: int. The assignment depends only on this seed and the row order.
+        seed: int. The assignment depends only on this seed and the rows.
+        image_digests: dict or None. `{row: sha256 of the image bytes}`, as
+            `validate_manifest` computes them.
 
     Returns:
         dict mapping `train`, `val`, `test` to lists of `Record`.
+
+    Example:
+    >>> splits = split_records(read_manifest("data/demo/manifest.csv"))  # doctest: +SKIP
+    >>> len(splits["test"])  # doctest: +SKIP
+    200
     """
     with_split = [record for record in records if record.split]
     if with_split and len(with_split) != len(records):
@@ -153,7 +165,8 @@ def split_records(records, val_fraction=0.1, test_fraction=0.1, seed=1337):
             "give every row a split or none at all."
         )
     if not with_split:
-        records = _stratified_assignment(records, val_fraction, test_fraction, seed)
+        groups = _duplicate_groups(records, image_digests or {})
+        records = _stratified_assignment(groups, val_fraction, test_fraction, seed)
     splits = {name: [record for record in records if record.split == name] for name in SPLITS}
     for name in ("train", "val"):
         if not splits[name]:
@@ -255,23 +268,56 @@ def _resolve_image(relative, root):
     return str(resolved), None, None
 
 
-def _stratified_assignment(records, val_fraction, test_fraction, seed):
+def _duplicate_groups(records, image_digests):
+    """Rows linked by a shared image or text, as lists (union-find over the keys)."""
+    parent = list(range(len(records)))
+
+    def find(index):
+        while parent[index] != index:
+            parent[index] = parent[parent[index]]
+            index = parent[index]
+        return index
+
+    first_with_key = {}
+    for index, record in enumerate(records):
+        keys = [
+            ("image", image_digests.get(record.row, record.image)),
+            ("text", " ".join(record.text.lower().split())),
+        ]
+        for key in keys:
+            other = first_with_key.setdefault(key, index)
+            parent[find(index)] = find(other)
+    groups = {}
+    for index, record in enumerate(records):
+        groups.setdefault(find(index), []).append(record)
+    return list(groups.values())
+
+
+def _stratified_assignment(groups, val_fraction, test_fraction, seed):
     if not 0 <= val_fraction < 1 or not 0 <= test_fraction < 1 or val_fraction + test_fraction >= 1:
         raise DataError(
             f"val_fraction={val_fraction} and test_fraction={test_fraction} must be in "
             "[0, 1) and sum to less than 1."
         )
     by_label = {}
-    for record in records:
-        by_label.setdefault(record.label, []).append(record)
+    for group in groups:  # a group is stratified by its first row's label
+        by_label.setdefault(group[0].label, []).append(group)
     rng = random.Random(seed)
     assigned = {}
     for label in sorted(by_label, key=str):
-        group = list(by_label[label])
-        rng.shuffle(group)
-        num_test = round(len(group) * test_fraction)
-        num_val = round(len(group) * val_fraction)
-        for index, record in enumerate(group):
-            split = "test" if index < num_test else "val" if index < num_test + num_val else "train"
-            assigned[record.row] = dataclasses.replace(record, split=split)
-    return [assigned[record.row] for record in records]
+        label_groups = list(by_label[label])
+        rng.shuffle(label_groups)
+        total = sum(len(group) for group in label_groups)
+        quota = {"test": round(total * test_fraction), "val": round(total * val_fraction)}
+        for group in label_groups:
+            # Whole groups only; one too big for what is left of a quota trains.
+            split = next((name for name in ("test", "val") if quota[name] >= len(group)), "train")
+            if split != "train":
+                quota[split] -= len(group)
+            for record in group:
+                assigned[record.row] = dataclasses.replace(record, split=split)
+    return [assigned[record.row] for record in _records_in_order(groups)]
+
+
+def _records_in_order(groups):
+    return sorted((record for group in groups for record in group), key=lambda r: r.row)

@@ -36,12 +36,14 @@ class ValidationReport:
         num_rows: int. Rows read.
         records: list of `Record`. Rows with no error (warnings allowed).
         problems: list of `Problem`. Errors and warnings, by row.
+        image_digests: dict. `{row: sha256 of the image bytes}` of readable files.
     """
 
     source: str
     num_rows: int
     records: list
     problems: list
+    image_digests: dict = dataclasses.field(default_factory=dict)
 
     @property
     def errors(self):
@@ -116,7 +118,7 @@ def validate_manifest(
     # Leakage is judged among the rows that will be used.
     problems += _cross_split_duplicates(usable, digests, source)
     problems.sort(key=lambda p: (p.row or 0, p.field or ""))
-    return ValidationReport(str(path), num_rows, usable, problems)
+    return ValidationReport(str(path), num_rows, usable, problems, digests)
 
 
 def check_images(records, manifest=None, max_pixels=DEFAULT_MAX_PIXELS, workers=8):

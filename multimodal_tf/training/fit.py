@@ -9,6 +9,7 @@ import keras
 import numpy as np
 
 from multimodal_tf.config import RunConfig, save_config
+from multimodal_tf.data.balance import class_weights, oversample
 from multimodal_tf.data.dataset import make_dataset
 from multimodal_tf.data.manifest import read_manifest, split_records
 from multimodal_tf.data.problems import write_problems_csv
@@ -78,7 +79,13 @@ def train(manifest, config=None, output_dir="runs/latest", verbose=1):
         print(
             f"skipped {len(report.skipped_rows)} row(s); reasons in {run_dir / 'skipped_rows.csv'}"
         )
-    splits = split_records(report.records, data.val_fraction, data.test_fraction, data.split_seed)
+    splits = split_records(
+        report.records,
+        data.val_fraction,
+        data.test_fraction,
+        data.split_seed,
+        image_digests=report.image_digests,
+    )
     class_names = sorted({record.label for record in splits["train"]})
     keras.utils.set_random_seed(training.seed)
     preprocessor = MultimodalPreprocessor(
@@ -91,14 +98,15 @@ def train(manifest, config=None, output_dir="runs/latest", verbose=1):
     model = MultimodalClassifier(class_names, preprocessor, **dataclasses.asdict(config.model))
     model.compile(learning_rate=training.learning_rate, weight_decay=training.weight_decay)
 
-    def dataset(name, shuffle=False):
+    train_records, weights = splits["train"], None
+    if training.oversample:  # instead of class weights: each class as large as the largest
+        train_records = oversample(train_records, seed=training.seed)
+    elif training.class_weight == "balanced":
+        weights = class_weights(train_records, class_names)
+
+    def dataset(records, shuffle=False):
         return make_dataset(
-            splits[name],
-            preprocessor,
-            class_names,
-            data.batch_size,
-            shuffle=shuffle,
-            seed=training.seed,
+            records, preprocessor, class_names, data.batch_size, shuffle=shuffle, seed=training.seed
         )
 
     callbacks = [
@@ -112,8 +120,9 @@ def train(manifest, config=None, output_dir="runs/latest", verbose=1):
     ]
     started = time.perf_counter()
     model.fit(
-        dataset("train", shuffle=True),
-        validation_data=dataset("val"),
+        dataset(train_records, shuffle=True),
+        validation_data=dataset(splits["val"]),
+        class_weight=weights,
         epochs=training.epochs,
         callbacks=callbacks,
         verbose=verbose,
@@ -125,6 +134,7 @@ def train(manifest, config=None, output_dir="runs/latest", verbose=1):
     metrics = {
         "train_seconds": train_seconds,
         "num_train": len(splits["train"]),
+        "class_weight": weights,
         "data": {
             "rows": report.num_rows,
             "skipped_rows": len(report.skipped_rows),

@@ -82,8 +82,16 @@ def test_every_problem_is_listed_not_just_the_first(folder):
         read_manifest(write_manifest(folder, rows))
 
 
+def distinct_rows(folder, count, label_of):
+    rows = []
+    for i in range(count):
+        (folder / "images" / f"{i}.png").write_bytes(image_bytes((i, 2 * i, 100)))
+        rows.append(row(id=str(i), text=f"text {i}", image=f"images/{i}.png", label=label_of(i)))
+    return rows
+
+
 def test_stratified_split_is_deterministic_and_keeps_class_shares(folder):
-    rows = [row(id=str(i), label="a" if i < 80 else "b") for i in range(100)]
+    rows = distinct_rows(folder, 100, lambda i: "a" if i < 80 else "b")
     records = read_manifest(write_manifest(folder, rows))
     first = split_records(records, val_fraction=0.1, test_fraction=0.2, seed=7)
     again = split_records(records, val_fraction=0.1, test_fraction=0.2, seed=7)
@@ -111,3 +119,28 @@ def test_non_utf8_manifest_is_a_clear_error(folder):
     path.write_bytes("id,text,image,label\n1,caf\xe9,images/a.png,x\n".encode("latin-1"))
     with pytest.raises(DataError, match="not valid UTF-8"):
         read_manifest(path)
+
+
+def test_assigned_split_keeps_duplicate_texts_and_images_together(folder):
+    rows = distinct_rows(folder, 60, lambda i: "a" if i % 2 else "b")
+    for i in range(0, 60, 6):  # ten pairs: same text (case/space folded) or the same file
+        rows[i + 1]["text"] = "  " + rows[i]["text"].upper()
+        rows[i + 3]["image"] = rows[i + 2]["image"]
+    records = read_manifest(write_manifest(folder, rows))
+    for seed in range(5):
+        splits = split_records(records, val_fraction=0.2, test_fraction=0.2, seed=seed)
+        split_of = {r.row: name for name, rs in splits.items() for r in rs}
+        for i in range(0, 60, 6):
+            assert split_of[i + 1] == split_of[i + 2]  # rows are 1-based
+            assert split_of[i + 3] == split_of[i + 4]
+        assert {len(splits["val"]), len(splits["test"])} <= set(range(10, 14))
+
+
+def test_identical_bytes_in_different_files_are_grouped_with_digests(folder):
+    rows = distinct_rows(folder, 40, lambda i: "a")
+    records = read_manifest(write_manifest(folder, rows))
+    digests = {r.row: "same" if r.row in (1, 2) else str(r.row) for r in records}
+    for seed in range(5):
+        splits = split_records(records, 0.25, 0.25, seed=seed, image_digests=digests)
+        split_of = {r.row: name for name, rs in splits.items() for r in rs}
+        assert split_of[1] == split_of[2]
