@@ -138,7 +138,7 @@ def test_undecodable_image(tiny_manifest, tmp_path, capsys):
     err = run_failing(
         ["train", "--manifest", str(tiny_manifest), "--output", str(tmp_path / "r")], capsys
     )
-    assert "manifest.csv row 8 (id 'r7'), field 'image': cannot decode" in err
+    assert "manifest.csv row 8 (id 'r7'), field 'image': PNG header cannot be read" in err
     assert "7.png" in err
 
 

@@ -170,7 +170,14 @@ def split_records(records, val_fraction=0.1, test_fraction=0.1, seed=1337, image
     splits = {name: [record for record in records if record.split == name] for name in SPLITS}
     for name in ("train", "val"):
         if not splits[name]:
-            raise DataError(f"The {name!r} split is empty; it needs at least one row.")
+            why = (
+                ""
+                if with_split
+                else " Rows that share an image or a text are kept in one split; with few "
+                "distinct images or texts, no group may fit the split's share. Give the "
+                "manifest a split column, or raise data.val_fraction."
+            )
+            raise DataError(f"The {name!r} split is empty; it needs at least one row.{why}")
     return splits
 
 

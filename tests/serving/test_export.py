@@ -19,12 +19,12 @@ def trained(tmp_path_factory):
     rows = []
     for index in range(12):
         (folder / "images" / f"{index}.png").write_bytes(
-            image_bytes((200, 20, 20) if index % 2 else (20, 20, 200))
+            image_bytes((200, 20, 10 * index) if index % 2 else (20, 10 * index, 200))
         )
         rows.append(
             {
                 "id": str(index),
-                "text": "hot" if index % 2 else "cold",
+                "text": f"{'hot' if index % 2 else 'cold'} {index}",
                 "image": f"images/{index}.png",
                 "label": "a" if index % 2 else "b",
             }
