@@ -12,6 +12,15 @@ from multimodal_tf.config import RunConfig, load_config
 from multimodal_tf.data.dataset import make_dataset
 from multimodal_tf.data.demo import make_demo_dataset
 from multimodal_tf.data.manifest import Record, read_manifest, split_records
+from multimodal_tf.data.readers import (
+    ReadResult,
+    read_any,
+    read_class_folders,
+    read_dataframe,
+    read_hateful_memes,
+    read_mvsa_raw,
+    split_labels,
+)
 from multimodal_tf.data.validate import ValidationReport, check_images, validate_manifest
 from multimodal_tf.errors import ConfigError, DataError, MultimodalTFError
 from multimodal_tf.layers.fusion.attention_fusion import AttentionFusion
@@ -37,6 +46,7 @@ __all__ = [
     "MultimodalClassifier",
     "MultimodalPreprocessor",
     "MultimodalTFError",
+    "ReadResult",
     "Record",
     "RunConfig",
     "TextEncoder",
@@ -50,7 +60,13 @@ __all__ = [
     "make_dataset",
     "make_demo_dataset",
     "predict_manifest",
+    "read_any",
+    "read_class_folders",
+    "read_dataframe",
+    "read_hateful_memes",
     "read_manifest",
+    "read_mvsa_raw",
+    "split_labels",
     "split_records",
     "train",
     "validate_manifest",
