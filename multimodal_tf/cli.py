@@ -47,7 +47,11 @@ def _build_parser():
         "bad encodings, unknown labels, duplicate ids, and the same image or text in more "
         "than one split. Exit status 1 if any row has an error.",
     )
-    validate.add_argument("manifest", help="CSV or JSONL manifest.")
+    validate.add_argument(
+        "manifest",
+        help="CSV or JSONL manifest, or a dataset folder "
+        "(class folders, raw MVSA) or a Hateful Memes JSONL.",
+    )
     validate.add_argument(
         "--encoding",
         default="utf-8",
@@ -70,7 +74,10 @@ def _build_parser():
         "macro-F1, and report val and test metrics in OUTPUT/metrics.json.",
     )
     train.add_argument(
-        "--manifest", required=True, help="CSV or JSONL: id,text,image,label[,split]."
+        "--manifest",
+        required=True,
+        help="CSV or JSONL manifest (id,text,image,label[,split]), or a class-folder tree, "
+        "a raw MVSA folder or a Hateful Memes JSONL.",
     )
     train.add_argument("--config", help="YAML or JSON run config (data, model, training, export).")
     train.add_argument("--output", default="runs/latest", help="Run folder (default: runs/latest).")

@@ -227,6 +227,7 @@ def read_any(path, **kwargs):
         raise DataError(f"Dataset not found: {path}")
     suffix = path.suffix.lower()
     if suffix in (".jsonl", ".ndjson") and _is_hateful_memes(path):
+        kwargs.pop("encoding", None)  # the Hateful Memes release is UTF-8
         return ReadResult(read_hateful_memes(path, **kwargs))
     if suffix in (".csv", ".jsonl", ".ndjson"):
         return ReadResult(read_manifest(path, **kwargs))
@@ -327,6 +328,15 @@ def _listed_error(source, what, items):
     if len(items) > MAX_LISTED:
         lines.append(f"  ... and {len(items) - MAX_LISTED} more.")
     return DataError(f"{source}: {len(items)} {what}:\n" + "\n".join(lines))
+
+
+def is_plain_manifest(path):
+    """True for a `.csv`/`.jsonl` file in the `id,text,image,label` manifest layout."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    return path.is_file() and (
+        suffix == ".csv" or (suffix in (".jsonl", ".ndjson") and not _is_hateful_memes(path))
+    )
 
 
 def _is_hateful_memes(path):

@@ -13,6 +13,7 @@ from PIL import Image
 
 from multimodal_tf.data.manifest import scan_manifest
 from multimodal_tf.data.problems import Problem, format_problems, write_problems_csv
+from multimodal_tf.data.readers import is_plain_manifest, read_any
 from multimodal_tf.errors import DataError
 from multimodal_tf.layers.preprocessing.image_decoder import ImageDecoder
 
@@ -37,6 +38,8 @@ class ValidationReport:
         records: list of `Record`. Rows with no error (warnings allowed).
         problems: list of `Problem`. Errors and warnings, by row.
         image_digests: dict. `{row: sha256 of the image bytes}` of readable files.
+        dropped: dict. Rows a layout's own rules left out (e.g. MVSA's
+            positive-vs-negative posts), reason -> ids.
     """
 
     source: str
@@ -44,6 +47,7 @@ class ValidationReport:
     records: list
     problems: list
     image_digests: dict = dataclasses.field(default_factory=dict)
+    dropped: dict = dataclasses.field(default_factory=dict)
 
     @property
     def errors(self):
@@ -64,6 +68,13 @@ class ValidationReport:
             f"{self.source}: {self.num_rows} rows, {len(self.records)} usable, "
             f"{len(self.skipped_rows)} with errors, {len(self.warnings)} warning(s)."
         )
+        dropped = {reason: ids for reason, ids in self.dropped.items() if ids}
+        if dropped:
+            head += (
+                " Left out by the layout's rules: "
+                + ", ".join(f"{reason} {len(ids)}" for reason, ids in dropped.items())
+                + "."
+            )
         if not self.problems:
             return head
         return head + "\n" + format_problems(self.problems, Path(self.source).name, limit)
@@ -81,7 +92,12 @@ class ValidationReport:
 def validate_manifest(
     path, encoding="utf-8", max_pixels=DEFAULT_MAX_PIXELS, class_names=None, workers=8
 ):
-    """Checks every row and every image of a manifest; never raises for a bad row.
+    """Checks every row and every image of a dataset; never raises for a bad row.
+
+    `path` is a CSV/JSONL manifest or any layout `read_any` knows (Hateful
+    Memes JSONL, a raw MVSA folder, class folders). For a plain manifest every
+    row problem is collected; other layouts' readers raise one `DataError`
+    listing their row problems.
 
     Finds: empty fields, bytes not valid in `encoding`, duplicate ids, unknown
     splits, paths that leave the data folder, missing or zero-byte files,
@@ -91,8 +107,9 @@ def validate_manifest(
     cannot know, and the same image bytes or text in more than one split.
 
     Args:
-        path: str or Path. A CSV or JSONL manifest.
-        encoding: str. The manifest's text encoding.
+        path: str or Path. A manifest, or a folder/file `read_any` can read.
+        encoding: str. The text encoding (for raw MVSA, a list to try per file,
+            e.g. "utf-8,gb18030").
         max_pixels: int. Largest width x height accepted.
         class_names: list of str or None. With names (a trained model's),
             other labels are `unknown_label`; without, labels in val/test
@@ -107,7 +124,12 @@ def validate_manifest(
     >>> print(report.format())  # doctest: +SKIP
     data/demo/manifest.csv: 2000 rows, 2000 usable, 0 with errors, 0 warning(s).
     """
-    records, problems = scan_manifest(path, encoding=encoding)
+    dropped = {}
+    if is_plain_manifest(path):
+        records, problems = scan_manifest(path, encoding=encoding)
+    else:  # another layout: its reader raises for row problems, listing them all
+        result = read_any(path, encoding=encoding)
+        records, problems, dropped = result.records, [], result.dropped
     num_rows = len(records) + len({p.row for p in problems})
     source = Path(path).name
     image_problems, digests = check_image_files(records, source, max_pixels, workers)
@@ -118,7 +140,7 @@ def validate_manifest(
     # Leakage is judged among the rows that will be used.
     problems += _cross_split_duplicates(usable, digests, source)
     problems.sort(key=lambda p: (p.row or 0, p.field or ""))
-    return ValidationReport(str(path), num_rows, usable, problems, digests)
+    return ValidationReport(str(path), num_rows, usable, problems, digests, dropped)
 
 
 def check_images(records, manifest=None, max_pixels=DEFAULT_MAX_PIXELS, workers=8):

@@ -121,3 +121,36 @@ def test_mvsa_cross_split_duplicates_are_found():
     assert kinds == {"duplicate_image_across_splits", "duplicate_text_across_splits"}
     # The dataset's README: 56 groups of identical text span more than one split.
     assert sum(p.kind == "duplicate_text_across_splits" for p in report.warnings) == 56
+
+
+def test_train_and_validate_read_other_layouts(tmp_path, tiny_config, capsys):
+    from tests.conftest import image_bytes
+
+    for label, colour in (("warm", (220, 40, 40)), ("cold", (40, 40, 220))):
+        folder = tmp_path / "classes" / label
+        folder.mkdir(parents=True)
+        for index in range(10):
+            (folder / f"{index}.png").write_bytes(image_bytes((colour[0], index * 20, colour[2])))
+            (folder / f"{index}.txt").write_text(f"{label} words number {index}")
+    assert main(["validate", str(tmp_path / "classes")]) == 0
+    assert "20 rows, 20 usable, 0 with errors" in capsys.readouterr().out
+    tiny_config.data.val_fraction = tiny_config.data.test_fraction = 0.2
+    tiny_config.training.epochs = 1
+    result = train(tmp_path / "classes", tiny_config, tmp_path / "run", verbose=0)
+    assert result.model.class_names == ["cold", "warm"]
+    assert result.metrics["test"]["num_samples"] == 4
+
+
+def test_layout_drops_are_counted_in_the_report(tmp_path):
+    from tests.conftest import image_bytes
+
+    (tmp_path / "data").mkdir()
+    labels = {"1": "positive,positive", "2": "neutral,negative", "3": "positive,negative"}
+    for post_id in labels:
+        (tmp_path / "data" / f"{post_id}.jpg").write_bytes(image_bytes(format="JPEG"))
+        (tmp_path / "data" / f"{post_id}.txt").write_text(f"tweet {post_id}")
+    lines = ["ID\ttext,image"] + [f"{i}\t{pair}" for i, pair in labels.items()]
+    (tmp_path / "labelResultAll.txt").write_text("\n".join(lines) + "\n")
+    report = validate_manifest(tmp_path)
+    assert [r.label for r in report.records] == ["positive", "negative"]
+    assert "Left out by the layout's rules: polarity_conflict 1." in report.format()
