@@ -67,6 +67,19 @@ def _build_parser():
     validate.add_argument("--limit", type=int, default=20, help="Problems to print (default: 20).")
     validate.set_defaults(handler=_validate)
 
+    prepare = commands.add_parser(
+        "prepare",
+        help="Validate, split and write a dataset as sharded TFRecords.",
+        description="Validate and split like train, then write OUTPUT/<split>-NNNNN-of-NNNNN."
+        "tfrecord (raw image bytes, text, label) and OUTPUT/prepared.json. Train on it with "
+        "train --manifest OUTPUT.",
+    )
+    prepare.add_argument("--manifest", required=True, help="Anything train accepts.")
+    prepare.add_argument("--output", required=True, help="New folder for the TFRecords.")
+    prepare.add_argument("--shards", type=int, default=8, help="Files per split (default: 8).")
+    prepare.add_argument("--config", help="Run config whose data section applies.")
+    prepare.set_defaults(handler=_prepare)
+
     train = commands.add_parser(
         "train",
         help="Train on a manifest; write model, metrics and plots to a run folder.",
@@ -139,6 +152,17 @@ def _validate(args):
         report.write_csv(args.report)
         print(f"wrote {len(report.problems)} problem(s) to {args.report}")
     return 1 if report.errors else 0
+
+
+def _prepare(args):
+    from multimodal_tf.config import load_config
+    from multimodal_tf.data.source import prepare_tfrecords
+
+    meta = prepare_tfrecords(args.manifest, args.output, load_config(args.config).data, args.shards)
+    for split, info in meta["splits"].items():
+        print(f"{split}: {info['num_samples']} samples in {len(info['files'])} file(s)")
+    print(f"wrote {Path(args.output) / 'prepared.json'}")
+    return 0
 
 
 def _train(args):

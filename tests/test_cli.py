@@ -8,7 +8,7 @@ import pytest
 
 from multimodal_tf.cli import main
 
-SUBCOMMANDS = ["demo-data", "validate", "train", "evaluate", "export", "predict"]
+SUBCOMMANDS = ["demo-data", "validate", "prepare", "train", "evaluate", "export", "predict"]
 
 
 def write_config(tmp_path, config, extra=None):

@@ -4,7 +4,7 @@ import collections
 import random
 
 
-def class_weights(records, class_names):
+def class_weights(labels, class_names):
     """Balanced weights `n / (k * count_c)` for Keras `fit(class_weight=...)`.
 
     Each class then contributes equally to the loss, which is what macro-F1
@@ -12,18 +12,18 @@ def class_weights(records, class_names):
     share.
 
     Args:
-        records: list of `Record`. The training rows.
+        labels: iterable of str. The training rows' labels.
         class_names: list of str. Class names in model output order.
 
     Returns:
         dict `{class_index: weight}`.
 
     Example:
-    >>> class_weights(records, ["negative", "neutral", "positive"])  # doctest: +SKIP
+    >>> class_weights([r.label for r in train_rows], ["neg", "neu", "pos"])  # doctest: +SKIP
     {0: 1.1, 1: 3.2, 2: 0.56}
     """
-    counts = collections.Counter(record.label for record in records)
-    total, num_classes = len(records), len(class_names)
+    counts = collections.Counter(labels)
+    total, num_classes = sum(counts.values()), len(class_names)
     return {
         index: total / (num_classes * counts[name]) if counts[name] else 0.0
         for index, name in enumerate(class_names)

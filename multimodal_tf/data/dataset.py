@@ -2,6 +2,7 @@
 
 import tensorflow as tf
 
+from multimodal_tf.data.tfrecords import raw_dataset
 from multimodal_tf.errors import DataError
 
 AUTOTUNE = tf.data.AUTOTUNE
@@ -37,25 +38,84 @@ def make_dataset(
     """
     if not records:
         raise DataError("Cannot build a dataset from zero records.")
-    texts = [record.text for record in records]
-    paths = [record.image for record in records]
-    columns = {"text": texts, "image_path": paths}
+    columns = {
+        "text": [record.text for record in records],
+        "image_path": [record.image for record in records],
+    }
     if class_names is not None:
         columns["label"] = _label_ids(records, class_names)
     dataset = tf.data.Dataset.from_tensor_slices(columns)
     if shuffle:
         dataset = dataset.shuffle(len(records), seed=seed, reshuffle_each_iteration=True)
-    num_classes = len(class_names) if class_names is not None else 0
 
-    def load(sample):
-        raw = {"text": sample["text"], "image": tf.io.read_file(sample["image_path"])}
-        features = preprocessor(raw)
+    def read(sample):
+        sample = dict(sample)
+        sample["image"] = tf.io.read_file(sample.pop("image_path"))
+        return sample
+
+    dataset = dataset.map(read, num_parallel_calls=AUTOTUNE)
+    return to_batches(dataset, preprocessor, len(class_names or ()), batch_size)
+
+
+def make_prepared_dataset(
+    meta,
+    split,
+    preprocessor,
+    class_names,
+    batch_size=32,
+    shuffle=False,
+    seed=None,
+    num_shards=1,
+    shard_index=0,
+):
+    """Like `make_dataset`, but streams a split written by `prepare` (sharded TFRecords).
+
+    Args:
+        meta: dict. From `read_prepared(folder)`.
+        split: str. `train`, `val` or `test`.
+        preprocessor: `MultimodalPreprocessor`.
+        class_names: list of str. Labels become one-hot vectors in this order.
+        batch_size: int. Samples per batch.
+        shuffle: bool. Shuffle files and samples every epoch.
+        seed: int or None. Shuffle seed.
+        num_shards: int. Training workers; each reads its own files.
+        shard_index: int. This worker's index.
+
+    Example:
+    >>> meta = read_prepared("data/prepared")  # doctest: +SKIP
+    >>> model.fit(make_prepared_dataset(meta, "train", model.preprocessor,  # doctest: +SKIP
+    ...                                 model.class_names, shuffle=True))
+    """
+    table = tf.lookup.StaticHashTable(
+        tf.lookup.KeyValueTensorInitializer(
+            tf.constant(list(class_names)), tf.range(len(class_names), dtype=tf.int64)
+        ),
+        default_value=-1,
+    )
+
+    def label_id(sample):
+        index = table.lookup(sample["label"])
+        check = tf.debugging.Assert(
+            index >= 0, ["unknown label", sample["label"], "in row id", sample["id"]]
+        )
+        with tf.control_dependencies([check]):
+            return {"text": sample["text"], "image": sample["image"], "label": tf.identity(index)}
+
+    raw = raw_dataset(meta, split, shuffle, seed, num_shards, shard_index)
+    raw = raw.map(label_id, num_parallel_calls=AUTOTUNE)
+    return to_batches(raw, preprocessor, len(class_names), batch_size)
+
+
+def to_batches(raw, preprocessor, num_classes, batch_size):
+    """`{"text", "image" (bytes)[, "label" (id)]}` samples -> preprocessed, batched, prefetched."""
+
+    def prepare(sample):
+        features = preprocessor({"text": sample["text"], "image": sample["image"]})
         if "label" not in sample:
             return features
         return features, tf.one_hot(sample["label"], num_classes)
 
-    dataset = dataset.map(load, num_parallel_calls=AUTOTUNE)
-    return dataset.batch(batch_size).prefetch(AUTOTUNE)
+    return raw.map(prepare, num_parallel_calls=AUTOTUNE).batch(batch_size).prefetch(AUTOTUNE)
 
 
 def _label_ids(records, class_names):

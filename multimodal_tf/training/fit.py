@@ -9,11 +9,11 @@ import keras
 import numpy as np
 
 from multimodal_tf.config import RunConfig, save_config
-from multimodal_tf.data.balance import class_weights, oversample
+from multimodal_tf.data.balance import class_weights
 from multimodal_tf.data.dataset import make_dataset
-from multimodal_tf.data.manifest import read_manifest, split_records
-from multimodal_tf.data.problems import write_problems_csv
-from multimodal_tf.data.validate import check_images, validate_manifest
+from multimodal_tf.data.manifest import read_manifest
+from multimodal_tf.data.source import TrainingData
+from multimodal_tf.data.validate import check_images
 from multimodal_tf.errors import DataError
 from multimodal_tf.models.classifier import MultimodalClassifier
 from multimodal_tf.models.preprocessor import MultimodalPreprocessor
@@ -65,28 +65,8 @@ def train(manifest, config=None, output_dir="runs/latest", verbose=1):
     run_dir.mkdir(parents=True, exist_ok=True)
     save_config(config, run_dir / "config.yaml")
 
-    report = validate_manifest(manifest, data.encoding, data.max_pixels)
-    report.write_csv(run_dir / "data_problems.csv")
-    if report.errors and data.on_error == "raise":
-        raise DataError(
-            report.format() + f"\nAll problems: {run_dir / 'data_problems.csv'}. Fix them, or set "
-            "data.on_error: skip to train on the usable rows."
-        )
-    if report.problems and verbose:
-        print(report.format(limit=5))
-    if report.errors:  # on_error: skip, and every skipped row is listed
-        write_problems_csv(report.errors, run_dir / "skipped_rows.csv")
-        print(
-            f"skipped {len(report.skipped_rows)} row(s); reasons in {run_dir / 'skipped_rows.csv'}"
-        )
-    splits = split_records(
-        report.records,
-        data.val_fraction,
-        data.test_fraction,
-        data.split_seed,
-        image_digests=report.image_digests,
-    )
-    class_names = sorted({record.label for record in splits["train"]})
+    source = TrainingData.load(manifest, data, run_dir, verbose=verbose)
+    class_names = source.class_names
     keras.utils.set_random_seed(training.seed)
     preprocessor = MultimodalPreprocessor(
         sequence_length=data.sequence_length,
@@ -94,19 +74,23 @@ def train(manifest, config=None, output_dir="runs/latest", verbose=1):
         max_vocabulary_size=data.max_vocabulary_size,
         min_frequency=data.min_frequency,
     )
-    preprocessor.adapt([record.text for record in splits["train"]])
+    preprocessor.adapt(source.train_texts())
     model = MultimodalClassifier(class_names, preprocessor, **dataclasses.asdict(config.model))
     model.compile(learning_rate=training.learning_rate, weight_decay=training.weight_decay)
 
-    train_records, weights = splits["train"], None
-    if training.oversample:  # instead of class weights: each class as large as the largest
-        train_records = oversample(train_records, seed=training.seed)
-    elif training.class_weight == "balanced":
-        weights = class_weights(train_records, class_names)
+    weights = None
+    if training.class_weight == "balanced" and not training.oversample:
+        weights = class_weights(source.train_labels(), class_names)
 
-    def dataset(records, shuffle=False):
-        return make_dataset(
-            records, preprocessor, class_names, data.batch_size, shuffle=shuffle, seed=training.seed
+    def dataset(split, shuffle=False):
+        return source.dataset(
+            split,
+            preprocessor,
+            class_names,
+            data.batch_size,
+            shuffle,
+            training.seed,
+            oversampled=shuffle and training.oversample,
         )
 
     callbacks = [
@@ -120,8 +104,8 @@ def train(manifest, config=None, output_dir="runs/latest", verbose=1):
     ]
     started = time.perf_counter()
     model.fit(
-        dataset(train_records, shuffle=True),
-        validation_data=dataset(splits["val"]),
+        dataset("train", shuffle=True),
+        validation_data=dataset("val"),
         class_weight=weights,
         epochs=training.epochs,
         callbacks=callbacks,
@@ -133,17 +117,13 @@ def train(manifest, config=None, output_dir="runs/latest", verbose=1):
 
     metrics = {
         "train_seconds": train_seconds,
-        "num_train": len(splits["train"]),
+        "num_train": len(source.train_labels()),
         "class_weight": weights,
-        "data": {
-            "rows": report.num_rows,
-            "skipped_rows": len(report.skipped_rows),
-            "warnings": len(report.warnings),
-        },
+        "data": source.summary,
     }
     for name in ("val", "test"):
-        if splits[name]:
-            metrics[name] = evaluate_records(model, splits[name], data.batch_size)
+        if source.has_split(name):
+            metrics[name] = evaluate_dataset(model, dataset(name))
     (run_dir / METRICS_FILE).write_text(json.dumps(metrics, indent=2) + "\n")
     report = metrics.get("test") or metrics["val"]
     plot_confusion_matrix(
@@ -154,19 +134,27 @@ def train(manifest, config=None, output_dir="runs/latest", verbose=1):
     return TrainResult(run_dir, model, metrics)
 
 
-def evaluate_records(model, records, batch_size=32):
-    """Metrics of `model` on labelled records (see `classification_metrics`).
+def evaluate_dataset(model, dataset):
+    """Metrics of `model` on a labelled dataset of `(features, one_hot)` batches.
+
+    True labels are read from the same batches the model sees, so the metrics
+    cannot be misaligned with the predictions.
 
     Args:
         model: `MultimodalClassifier`.
-        records: list of `Record` with labels the model knows.
-        batch_size: int. Samples per batch.
+        dataset: `tf.data.Dataset`. As `make_dataset` builds it (no shuffling needed).
     """
+    y_true, y_pred = [], []
+    for features, labels in dataset:
+        y_pred.append(model.predict_on_batch(features).argmax(axis=-1))
+        y_true.append(labels.numpy().argmax(axis=-1))
+    return classification_metrics(np.concatenate(y_true), np.concatenate(y_pred), model.class_names)
+
+
+def evaluate_records(model, records, batch_size=32):
+    """Metrics of `model` on labelled records (see `classification_metrics`)."""
     dataset = make_dataset(records, model.preprocessor, model.class_names, batch_size)
-    probabilities = model.predict(dataset.map(lambda features, label: features), verbose=0)
-    index = {name: i for i, name in enumerate(model.class_names)}
-    y_true = np.array([index[record.label] for record in records])
-    return classification_metrics(y_true, probabilities.argmax(axis=-1), model.class_names)
+    return evaluate_dataset(model, dataset)
 
 
 def evaluate(model_path, manifest, split="test", batch_size=32):

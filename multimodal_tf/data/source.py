@@ -1,0 +1,146 @@
+"""Where training reads its samples: validated manifest rows, or a prepared TFRecord folder."""
+
+import dataclasses
+from pathlib import Path
+
+from multimodal_tf.data.balance import oversample
+from multimodal_tf.data.dataset import make_dataset, make_prepared_dataset
+from multimodal_tf.data.manifest import split_records
+from multimodal_tf.data.problems import write_problems_csv
+from multimodal_tf.data.tfrecords import raw_dataset, read_prepared, write_tfrecords
+from multimodal_tf.data.validate import validate_manifest
+from multimodal_tf.errors import ConfigError, DataError
+
+
+@dataclasses.dataclass
+class TrainingData:
+    """The splits of one training run, whatever they are stored in.
+
+    Args:
+        splits: dict or None. `{split: [Record]}` for manifest data.
+        prepared: dict or None. `read_prepared` metadata for TFRecord data.
+        summary: dict. Rows read, skipped and warned about (for metrics.json).
+    """
+
+    splits: dict | None = None
+    prepared: dict | None = None
+    summary: dict = dataclasses.field(default_factory=dict)
+
+    @classmethod
+    def load(cls, path, data_config, run_dir, verbose=True):
+        """Validates a manifest (or any `read_any` layout) or opens a prepared folder.
+
+        With `on_error: raise` a row with an error stops here, before any
+        training; with `skip` the bad rows are left out and listed in
+        `run_dir/skipped_rows.csv`. Every problem goes to `data_problems.csv`.
+        """
+        prepared = read_prepared(path) if Path(path).is_dir() else None
+        if prepared is not None:
+            sizes = {s: v["num_samples"] for s, v in prepared["splits"].items()}
+            return cls(prepared=prepared, summary={"prepared": str(path), "samples": sizes})
+        report = validate_manifest(path, data_config.encoding, data_config.max_pixels)
+        report.write_csv(Path(run_dir) / "data_problems.csv")
+        if report.errors and data_config.on_error == "raise":
+            raise DataError(
+                report.format()
+                + f"\nAll problems: {Path(run_dir) / 'data_problems.csv'}. Fix them, or set "
+                "data.on_error: skip to train on the usable rows."
+            )
+        if report.problems and verbose:
+            print(report.format(limit=5))
+        if report.errors:
+            skipped_file = Path(run_dir) / "skipped_rows.csv"
+            write_problems_csv(report.errors, skipped_file)
+            print(f"skipped {len(report.skipped_rows)} row(s); reasons in {skipped_file}")
+        splits = split_records(
+            report.records,
+            data_config.val_fraction,
+            data_config.test_fraction,
+            data_config.split_seed,
+            image_digests=report.image_digests,
+        )
+        summary = {
+            "rows": report.num_rows,
+            "skipped_rows": len(report.skipped_rows),
+            "warnings": len(report.warnings),
+        }
+        return cls(splits=splits, summary=summary)
+
+    @property
+    def class_names(self):
+        if self.prepared is not None:
+            return self.prepared["splits"]["train"]["labels"]
+        return sorted({record.label for record in self.splits["train"]})
+
+    def has_split(self, split):
+        if self.prepared is not None:
+            return split in self.prepared["splits"]
+        return bool(self.splits.get(split))
+
+    def train_labels(self):
+        if self.prepared is not None:
+            return [label.decode() for label in self._column("train", "label")]
+        return [record.label for record in self.splits["train"]]
+
+    def train_texts(self):
+        """Training texts only: the vocabulary never sees val or test."""
+        if self.prepared is not None:
+            return [text.decode("utf-8") for text in self._column("train", "text")]
+        return [record.text for record in self.splits["train"]]
+
+    def dataset(
+        self,
+        split,
+        preprocessor,
+        class_names,
+        batch_size,
+        shuffle=False,
+        seed=None,
+        oversampled=False,
+    ):
+        if self.prepared is not None:
+            if oversampled:
+                raise ConfigError(
+                    "training.oversample works on manifests, not prepared TFRecords; use "
+                    "training.class_weight: balanced instead."
+                )
+            return make_prepared_dataset(
+                self.prepared, split, preprocessor, class_names, batch_size, shuffle, seed
+            )
+        records = self.splits[split]
+        if oversampled:
+            records = oversample(records, seed=seed)
+        return make_dataset(records, preprocessor, class_names, batch_size, shuffle, seed)
+
+    def _column(self, split, name):
+        return list(raw_dataset(self.prepared, split).map(lambda s: s[name]).as_numpy_iterator())
+
+
+def prepare_tfrecords(manifest, output_dir, data_config, num_shards=8, verbose=True):
+    """Validates and splits a dataset like `train` does, then writes sharded TFRecords.
+
+    Training on the folder (`train --manifest OUTPUT_DIR`) reads the shards
+    with parallel interleave instead of opening one small file per sample, and
+    a multi-worker run gives each worker its own files.
+
+    Args:
+        manifest: str or Path. Anything `train` accepts.
+        output_dir: str or Path. The folder to write (must be new or empty).
+        data_config: `DataConfig`. Encoding, pixel limit, on_error and split settings.
+        num_shards: int. Files per split.
+        verbose: bool. Print the validation summary.
+
+    Returns:
+        The `prepared.json` metadata as a dict.
+
+    Example:
+    >>> prepare_tfrecords("data/demo/manifest.csv", "data/demo_tfrecords",  # doctest: +SKIP
+    ...                   RunConfig().data, num_shards=4)
+    """
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    source = TrainingData.load(manifest, data_config, output_dir, verbose=verbose)
+    if source.prepared is not None:
+        raise DataError(f"{manifest} is already a prepared folder.")
+    write_tfrecords(source.splits, output_dir, num_shards=num_shards, source=manifest)
+    return read_prepared(output_dir)
