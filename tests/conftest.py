@@ -76,8 +76,7 @@ def tiny_manifest(tmp_path):
     return write_manifest(tmp_path, rows)
 
 
-@pytest.fixture
-def tiny_config():
+def make_tiny_config():
     """A RunConfig small enough to train in seconds."""
     from multimodal_tf.config import RunConfig
 
@@ -94,6 +93,11 @@ def tiny_config():
     config.model.grid_size = 2
     config.training.epochs = 2
     return config
+
+
+@pytest.fixture
+def tiny_config():
+    return make_tiny_config()
 
 
 def requires_shared(path):

@@ -12,7 +12,7 @@ from multimodal_tf.training.fit import train
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    from tests.conftest import image_bytes, write_manifest  # noqa: F401
+    from tests.conftest import image_bytes, make_tiny_config, write_manifest
 
     folder = tmp_path_factory.mktemp("data")
     (folder / "images").mkdir()
@@ -30,17 +30,8 @@ def trained(tmp_path_factory):
             }
         )
     manifest = write_manifest(folder, rows)
-    from multimodal_tf.config import RunConfig
-
-    config = RunConfig()
-    config.data.image_size = (16, 16)
-    config.data.min_frequency = 1
-    config.data.val_fraction = 0.25
-    config.data.test_fraction = 0.25
-    config.model.hidden_dim = 8
-    config.model.num_heads = 2
-    config.model.image_filters = (4, 8)
-    config.model.grid_size = 2
+    config = make_tiny_config()
+    config.data.val_fraction = config.data.test_fraction = 0.25
     config.training.epochs = 1
     return train(manifest, config, tmp_path_factory.mktemp("run"), verbose=0).model
 
