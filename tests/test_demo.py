@@ -35,5 +35,7 @@ def test_only_the_fused_model_solves_the_demo(demo_manifest, tmp_path, modalitie
     config.model.modalities = modalities
     result = train(demo_manifest, config, tmp_path / "run", verbose=0)
     accuracy = result.metrics["test"]["accuracy"]
-    assert result.metrics["test"]["num_samples"] == 200
+    # Captions repeat (templates), and rows sharing a text stay in one split, so the
+    # test split is about, not exactly, 10%; its captions never occur in training.
+    assert 170 <= result.metrics["test"]["num_samples"] <= 230
     assert low <= accuracy <= high, f"{modalities}: test accuracy {accuracy:.3f}"
