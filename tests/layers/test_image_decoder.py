@@ -40,3 +40,19 @@ def test_layer_and_config():
     run_layer_test(
         ImageDecoder, {"image_size": (4, 6)}, tf.constant([image_bytes()] * 2), (2, 4, 6, 3)
     )
+
+
+def test_large_jpeg_is_decoded_at_a_reduced_scale_with_the_same_result():
+    import io
+
+    from PIL import Image
+
+    # A smooth 512x384 gradient: reduced-scale decoding must not change what the model sees.
+    y, x = np.mgrid[0:384, 0:512]
+    pixels = np.stack([x / 2, y / 1.5, (x + y) / 3.5], axis=-1).astype("uint8")
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="JPEG", quality=95)
+    decoded = ImageDecoder(image_size=(48, 64))(tf.constant(buffer.getvalue())).numpy()
+    full = tf.image.resize(tf.io.decode_jpeg(buffer.getvalue()), (48, 64), method="area").numpy()
+    assert np.abs(decoded - full).mean() < 2.0
+    assert np.abs(decoded - full).max() < 12.0
