@@ -25,6 +25,7 @@ class TrainingData:
     splits: dict | None = None
     prepared: dict | None = None
     summary: dict = dataclasses.field(default_factory=dict)
+    _train_columns: tuple | None = dataclasses.field(default=None, repr=False, compare=False)
 
     @classmethod
     def load(cls, path, data_config, run_dir, verbose=True):
@@ -79,14 +80,23 @@ class TrainingData:
 
     def train_labels(self):
         if self.prepared is not None:
-            return [label.decode() for label in self._column("train", "label")]
+            return self._prepared_train_columns()[1]
         return [record.label for record in self.splits["train"]]
 
     def train_texts(self):
         """Training texts only: the vocabulary never sees val or test."""
         if self.prepared is not None:
-            return [text.decode("utf-8") for text in self._column("train", "text")]
+            return self._prepared_train_columns()[0]
         return [record.text for record in self.splits["train"]]
+
+    def _prepared_train_columns(self):
+        if self._train_columns is None:  # one pass over the shards, not one per use
+            texts, labels = [], []
+            for sample in raw_dataset(self.prepared, "train").as_numpy_iterator():
+                texts.append(sample["text"].decode("utf-8"))
+                labels.append(sample["label"].decode("utf-8"))
+            self._train_columns = (texts, labels)
+        return self._train_columns
 
     def dataset(
         self,
@@ -111,9 +121,6 @@ class TrainingData:
         if oversampled:
             records = oversample(records, seed=seed)
         return make_dataset(records, preprocessor, class_names, batch_size, shuffle, seed)
-
-    def _column(self, split, name):
-        return list(raw_dataset(self.prepared, split).map(lambda s: s[name]).as_numpy_iterator())
 
 
 def prepare_tfrecords(manifest, output_dir, data_config, num_shards=8, verbose=True):
