@@ -6,6 +6,7 @@ import os
 import sys
 from pathlib import Path
 
+from multimodal_tf.config import DataConfig
 from multimodal_tf.errors import MultimodalTFError
 
 
@@ -60,8 +61,8 @@ def _build_parser():
     validate.add_argument(
         "--max-pixels",
         type=int,
-        default=40_000_000,
-        help="Largest width x height accepted (default: 40000000).",
+        default=DataConfig.max_pixels,
+        help=f"Largest width x height accepted (default: {DataConfig.max_pixels}).",
     )
     validate.add_argument("--report", help="Also write every problem to this CSV file.")
     validate.add_argument("--limit", type=int, default=20, help="Problems to print (default: 20).")
@@ -192,12 +193,9 @@ def _export(args):
 
     from multimodal_tf.config import load_config
     from multimodal_tf.serving.export import export_saved_model
-    from multimodal_tf.training.fit import MODEL_FILE
+    from multimodal_tf.training.fit import resolve_model_file
 
-    run = Path(args.run)
-    model_file = run / MODEL_FILE if run.is_dir() else run
-    if not model_file.is_file():
-        raise_error(f"No trained model at {model_file}.")
+    model_file = resolve_model_file(args.run)
     output = args.output
     if output is None:
         config_file = model_file.parent / "config.yaml"
@@ -225,12 +223,6 @@ def _print_metrics(split, metrics):
         f"{split}: accuracy {metrics['accuracy']:.4f}  macro-F1 {metrics['macro_f1']:.4f}  "
         f"weighted-F1 {metrics['weighted_f1']:.4f}  (n={metrics['num_samples']})"
     )
-
-
-def raise_error(message):
-    from multimodal_tf.errors import DataError
-
-    raise DataError(message)
 
 
 if __name__ == "__main__":

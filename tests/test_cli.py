@@ -80,6 +80,12 @@ def test_train_evaluate_export_predict(tiny_manifest, tiny_config, tmp_path, cap
     evaluated = json.loads(capsys.readouterr().out.split("\n", 1)[1])
     assert evaluated["accuracy"] == pytest.approx(metrics["test"]["accuracy"])
 
+    relabelled = tiny_manifest.with_name("relabelled.csv")
+    relabelled.write_text(tiny_manifest.read_text().replace(",warm,test", ",hot,test", 1))
+    assert main(["evaluate", "--run", str(run), "--manifest", str(relabelled)]) == 2
+    err = capsys.readouterr().err
+    assert "relabelled.csv row 21 (id 'r20'), field 'label': unknown label 'hot'" in err
+
     served = tmp_path / "saved_models" / "tiny"
     assert main(["export", "--run", str(run), "--output", str(served)]) == 0
     assert main(["export", "--run", str(run), "--output", str(served)]) == 0

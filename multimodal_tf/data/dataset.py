@@ -36,6 +36,23 @@ def make_dataset(
     ...                        model.class_names, shuffle=True)
     >>> model.fit(dataset, epochs=3)  # doctest: +SKIP
     """
+    samples = read_records(records, class_names, shuffle=shuffle, seed=seed)
+    return to_batches(samples, preprocessor, len(class_names or ()), batch_size)
+
+
+def read_records(records, class_names=None, shuffle=False, seed=None):
+    """Raw samples `{"text", "image" (encoded bytes)[, "label" (id)]}`, files read in parallel.
+
+    The one place manifest rows become a stream: `make_dataset` preprocesses
+    it for Keras, and batch prediction feeds it to an exported SavedModel,
+    which preprocesses inside its graph.
+
+    Args:
+        records: list of `Record`.
+        class_names: list of str or None. With names, samples carry label ids.
+        shuffle: bool. Reshuffle every epoch.
+        seed: int or None. Shuffle seed.
+    """
     if not records:
         raise DataError("Cannot build a dataset from zero records.")
     columns = {
@@ -53,8 +70,7 @@ def make_dataset(
         sample["image"] = tf.io.read_file(sample.pop("image_path"))
         return sample
 
-    dataset = dataset.map(read, num_parallel_calls=AUTOTUNE)
-    return to_batches(dataset, preprocessor, len(class_names or ()), batch_size)
+    return dataset.map(read, num_parallel_calls=AUTOTUNE)
 
 
 def make_prepared_dataset(

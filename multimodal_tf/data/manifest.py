@@ -7,7 +7,7 @@ import os
 import random
 from pathlib import Path
 
-from multimodal_tf.data.problems import Problem, format_problems
+from multimodal_tf.data.problems import Problem, format_problems, location
 from multimodal_tf.errors import DataError
 
 REQUIRED_COLUMNS = ("id", "text", "image", "label")
@@ -36,8 +36,7 @@ class Record:
 
     def where(self, field, manifest=None):
         """`manifest.csv row 12 (id 'a7'), field 'image'`: for error messages."""
-        prefix = f"{manifest} " if manifest else ""
-        return f"{prefix}row {self.row} (id {self.id!r}), field {field!r}"
+        return location(self.row, self.id, field, manifest or "")
 
 
 def read_manifest(path, require_labels=True, encoding="utf-8"):

@@ -54,10 +54,15 @@ class Problem:
         return "warning" if self.kind in WARNING_KINDS else "error"
 
     def __str__(self):
-        prefix = f"{self.source} " if self.source else ""
         if self.row is None:
-            return f"{prefix}{self.message}"
-        return f"{prefix}row {self.row} (id {self.id!r}), field {self.field!r}: {self.message}"
+            return f"{self.source} {self.message}".strip()
+        return f"{location(self.row, self.id, self.field, self.source)}: {self.message}"
+
+
+def location(row, row_id, field, source=""):
+    """`manifest.csv row 12 (id 'a7'), field 'image'`: how every message names a place."""
+    prefix = f"{source} " if source else ""
+    return f"{prefix}row {row} (id {row_id!r}), field {field!r}"
 
 
 def format_problems(problems, source, limit=MAX_LISTED_PROBLEMS):

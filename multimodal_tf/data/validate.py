@@ -11,13 +11,14 @@ from pathlib import Path
 import tensorflow as tf
 from PIL import Image
 
+from multimodal_tf.config import DataConfig
 from multimodal_tf.data.manifest import scan_manifest
 from multimodal_tf.data.problems import Problem, format_problems, write_problems_csv
 from multimodal_tf.data.readers import is_plain_manifest, read_any
 from multimodal_tf.errors import DataError
 from multimodal_tf.layers.preprocessing.image_decoder import ImageDecoder
 
-DEFAULT_MAX_PIXELS = 40_000_000
+DEFAULT_MAX_PIXELS = DataConfig.max_pixels
 _FORMATS = {
     b"\xff\xd8\xff": "JPEG",
     b"\x89PNG\r\n\x1a\n": "PNG",

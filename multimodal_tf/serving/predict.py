@@ -6,6 +6,7 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
+from multimodal_tf.data.dataset import read_records
 from multimodal_tf.data.manifest import read_manifest
 from multimodal_tf.data.validate import check_images
 from multimodal_tf.errors import DataError
@@ -40,17 +41,7 @@ def predict_manifest(model_dir, manifest, output, batch_size=64):
     signature = tf.saved_model.load(str(model_dir)).signatures[SIGNATURE]
     records = read_manifest(manifest, require_labels=False)
     check_images(records, manifest=Path(manifest).name)
-    dataset = tf.data.Dataset.from_tensor_slices(
-        {"text": [r.text for r in records], "path": [r.image for r in records]}
-    )
-    dataset = (
-        dataset.map(
-            lambda row: (row["text"], tf.io.read_file(row["path"])),
-            num_parallel_calls=tf.data.AUTOTUNE,
-        )
-        .batch(batch_size)
-        .prefetch(tf.data.AUTOTUNE)
-    )
+    dataset = read_records(records).batch(batch_size).prefetch(tf.data.AUTOTUNE)
     has_labels = all(record.label is not None for record in records)
     correct = 0
     output = Path(output)
@@ -60,8 +51,8 @@ def predict_manifest(model_dir, manifest, output, batch_size=64):
         header = ["id", "predicted_label"] + [f"probability_{name}" for name in class_names]
         writer.writerow(header + (["label"] if has_labels else []))
         start = 0
-        for text, image in dataset:
-            result = signature(text=text, image=image)
+        for batch in dataset:
+            result = signature(text=batch["text"], image=batch["image"])
             probabilities = result["probabilities"].numpy()
             labels = [label.decode("utf-8") for label in result["label"].numpy()]
             for offset, (label, row) in enumerate(zip(labels, probabilities, strict=True)):

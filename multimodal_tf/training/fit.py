@@ -11,9 +11,8 @@ import numpy as np
 from multimodal_tf.config import RunConfig, save_config
 from multimodal_tf.data.balance import class_weights
 from multimodal_tf.data.dataset import make_dataset
-from multimodal_tf.data.manifest import read_manifest
 from multimodal_tf.data.source import TrainingData
-from multimodal_tf.data.validate import check_images
+from multimodal_tf.data.validate import validate_manifest
 from multimodal_tf.errors import DataError
 from multimodal_tf.models.classifier import MultimodalClassifier
 from multimodal_tf.models.preprocessor import MultimodalPreprocessor
@@ -157,25 +156,34 @@ def evaluate_records(model, records, batch_size=32):
     return evaluate_dataset(model, dataset)
 
 
+def resolve_model_file(path):
+    """`RUN/model.keras` for a run folder, the path itself for a file; `DataError` if absent."""
+    path = Path(path)
+    model_file = path / MODEL_FILE if path.is_dir() else path
+    if not model_file.is_file():
+        raise DataError(f"No trained model at {model_file}.")
+    return model_file
+
+
 def evaluate(model_path, manifest, split="test", batch_size=32):
-    """Evaluates a saved `.keras` model on one split of a labelled manifest.
+    """Evaluates a saved `.keras` model on one split of a labelled dataset.
+
+    The dataset goes through `validate_manifest` first, with the model's class
+    names, so any row it cannot score is reported by row and field.
 
     Args:
         model_path: str or Path. A `model.keras` file or a run directory.
-        manifest: str or Path. The manifest to read.
+        manifest: str or Path. Anything `train` accepts (not a prepared folder).
         split: str. `train`, `val`, `test` or `all`.
         batch_size: int. Samples per batch.
 
     Returns:
         The metrics dict (see `classification_metrics`).
     """
-    model_path = Path(model_path)
-    if model_path.is_dir():
-        model_path = model_path / MODEL_FILE
-    if not model_path.is_file():
-        raise DataError(f"No saved model at {model_path}.")
-    model = keras.saving.load_model(model_path)
-    records = read_manifest(manifest)
+    model = keras.saving.load_model(resolve_model_file(model_path))
+    report = validate_manifest(manifest, class_names=model.class_names)
+    report.raise_for_errors()
+    records = report.records
     if split != "all":
         if any(record.split is None for record in records):
             raise DataError(
@@ -184,5 +192,4 @@ def evaluate(model_path, manifest, split="test", batch_size=32):
         records = [record for record in records if record.split == split]
         if not records:
             raise DataError(f"{manifest} has no rows in split {split!r}.")
-    check_images(records, manifest=Path(manifest).name)
     return evaluate_records(model, records, batch_size)
