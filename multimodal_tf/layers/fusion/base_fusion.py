@@ -1,0 +1,103 @@
+"""What every fusion layer shares: the call signature, masks and pooling."""
+
+import keras
+from keras import ops
+
+
+@keras.saving.register_keras_serializable(package="multimodal_tf")
+class Fusion(keras.layers.Layer):
+    """Base class: fuses one token sequence per modality into features for a head.
+
+    Every fusion layer is called the same way, `fusion([text_tokens,
+    image_tokens])`: a list of `[batch, length, hidden_dim]` sequences in the
+    order of the model's modalities, each with a boolean mask (a Keras mask or
+    `mask=[text_mask, image_mask]`; `None` means every position is real).
+    Subclasses implement `fuse(sequences, masks, training)` and
+    `output_dim`, so a classifier can swap one for another by name.
+
+    Args:
+        hidden_dim: int. Width of every input token.
+        num_modalities: int. Number of sequences the layer is called with.
+        dropout_rate: float. Dropout inside the layer during training.
+    """
+
+    #: Smallest number of modalities the layer makes sense for.
+    min_modalities = 1
+
+    def __init__(self, hidden_dim=64, num_modalities=2, dropout_rate=0.0, **kwargs):
+        super().__init__(**kwargs)
+        if num_modalities < self.min_modalities:
+            raise ValueError(
+                f"{type(self).__name__} fuses at least {self.min_modalities} modalities; "
+                f"received num_modalities={num_modalities}. For a one-modality model use "
+                "'attention' or 'concat' fusion."
+            )
+        self.hidden_dim = int(hidden_dim)
+        self.num_modalities = int(num_modalities)
+        self.dropout_rate = float(dropout_rate)
+        self.supports_masking = True
+
+    def build(self, input_shape):
+        if len(input_shape) != self.num_modalities:
+            raise ValueError(
+                f"{type(self).__name__}(num_modalities={self.num_modalities}) was called "
+                f"with {len(input_shape)} sequences."
+            )
+        for shape in input_shape:
+            if shape[-1] != self.hidden_dim:
+                raise ValueError(
+                    f"{type(self).__name__}(hidden_dim={self.hidden_dim}) received tokens "
+                    f"of width {shape[-1]}; every encoder must output hidden_dim-wide tokens."
+                )
+        self.build_fusion((None, None, self.hidden_dim))
+        self.built = True
+
+    def build_fusion(self, token_shape):
+        """Builds sublayers; `token_shape` is `(None, None, hidden_dim)`."""
+
+    def call(self, inputs, mask=None, training=None):
+        if mask is None:
+            mask = [None] * len(inputs)
+        masks = []
+        for sequence, sequence_mask in zip(inputs, mask, strict=True):
+            if sequence_mask is None:
+                sequence_mask = ops.ones(ops.shape(sequence)[:2], dtype="bool")
+            masks.append(ops.cast(sequence_mask, "bool"))
+        return self.fuse(list(inputs), masks, training)
+
+    def fuse(self, sequences, masks, training):
+        raise NotImplementedError
+
+    def compute_mask(self, inputs, mask=None):
+        return None
+
+    @property
+    def output_dim(self):
+        """Width of the fused feature vector."""
+        return self.hidden_dim
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0][0], self.output_dim)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "hidden_dim": self.hidden_dim,
+                "num_modalities": self.num_modalities,
+                "dropout_rate": self.dropout_rate,
+            }
+        )
+        return config
+
+
+def masked_mean(tokens, mask):
+    """Mean over the real positions; zeros for a sequence with none."""
+    weights = ops.cast(mask, tokens.dtype)[:, :, None]
+    return ops.sum(tokens * weights, axis=1) / ops.maximum(ops.sum(weights, axis=1), 1.0)
+
+
+def masked_max(tokens, mask):
+    """Max over the real positions; zeros for a sequence with none."""
+    masked = ops.where(mask[:, :, None], tokens, ops.full_like(tokens, -1e9))
+    return ops.where(ops.any(mask, axis=1)[:, None], ops.max(masked, axis=1), 0.0)
