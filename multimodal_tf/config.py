@@ -30,6 +30,7 @@ class DataConfig:
     encoding: str = "utf-8"
     max_pixels: int = 40_000_000
     on_error: str = "raise"
+    allow_missing_modalities: bool = False
 
 
 @dataclasses.dataclass
@@ -37,6 +38,14 @@ class ModelConfig:
     """`MultimodalClassifier` constructor arguments."""
 
     modalities: tuple = ("text", "image")
+    fusion: str = "attention"
+    text_encoder: str = "lstm"
+    image_encoder: str = "conv"
+    image_weights: str = ""
+    trainable_backbone: bool = False
+    backbone_alpha: float = 1.0
+    text_embeddings: str = ""
+    modality_dropout: float = 0.0
     embedding_dim: int = 64
     lstm_units: int = 64
     hidden_dim: int = 64
@@ -106,6 +115,16 @@ class RunConfig:
 _CHOICES = {
     ("data", "on_error"): ("raise", "skip"),
     ("training", "class_weight"): ("balanced", "none"),
+    ("model", "fusion"): ("concat", "attention", "cross_attention", "gated", "late"),
+    ("model", "text_encoder"): ("lstm", "bilstm", "gru", "cnn", "transformer"),
+    ("model", "image_encoder"): (
+        "conv",
+        "mobilenet_v2",
+        "mobilenet_v3_small",
+        "mobilenet_v3_large",
+        "efficientnet_b0",
+        "resnet50",
+    ),
 }
 
 

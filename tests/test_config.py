@@ -39,7 +39,7 @@ def test_json_and_snapshot_round_trip(tmp_path):
         (
             "model:\n  hiden_dim: 3",
             r"run.yaml: unknown key 'hiden_dim' at section 'model'; "
-            r"allowed keys: modalities, embedding_dim",
+            r"allowed keys: modalities, fusion, text_encoder",
         ),
         ("training:\n  epochs: many", r"training.epochs must be an integer, got 'many'"),
         ("data:\n  on_error: ignore", r"data.on_error must be one of raise, skip"),

@@ -57,7 +57,7 @@ def read_records(records, class_names=None, shuffle=False, seed=None):
         raise DataError("Cannot build a dataset from zero records.")
     columns = {
         "text": [record.text for record in records],
-        "image_path": [record.image for record in records],
+        "image_path": [record.image or "" for record in records],
     }
     if class_names is not None:
         columns["label"] = _label_ids(records, class_names)
@@ -67,7 +67,11 @@ def read_records(records, class_names=None, shuffle=False, seed=None):
 
     def read(sample):
         sample = dict(sample)
-        sample["image"] = tf.io.read_file(sample.pop("image_path"))
+        path = sample.pop("image_path")
+        # No path: a sample without an image, which the preprocessor flags.
+        sample["image"] = tf.cond(
+            tf.strings.length(path) > 0, lambda: tf.io.read_file(path), lambda: tf.constant(b"")
+        )
         return sample
 
     return dataset.map(read, num_parallel_calls=AUTOTUNE)

@@ -22,7 +22,8 @@ class Record:
         row: int. 1-based data row (the CSV header is not counted).
         id: str. The row's `id` field.
         text: str. Raw text.
-        image: str. Absolute path of the image file.
+        image: str or None. Absolute path of the image file; `None` for a
+            sample without an image (see `allow_missing`).
         label: str or None. `None` when the manifest has no labels.
         split: str or None. `train`, `val`, `test` or `None` if unassigned.
     """
@@ -30,7 +31,7 @@ class Record:
     row: int
     id: str
     text: str
-    image: str
+    image: str | None
     label: str | None
     split: str | None
 
@@ -39,7 +40,7 @@ class Record:
         return location(self.row, self.id, field, manifest or "")
 
 
-def read_manifest(path, require_labels=True, encoding="utf-8"):
+def read_manifest(path, require_labels=True, encoding="utf-8", allow_missing=False):
     """Reads and checks a CSV or JSONL manifest with `id,text,image,label[,split]`.
 
     Image paths are relative to the manifest's folder and must stay inside it.
@@ -54,6 +55,8 @@ def read_manifest(path, require_labels=True, encoding="utf-8"):
         require_labels: bool. If False the `label` column may be absent
             (prediction on unlabeled data).
         encoding: str. The manifest's text encoding.
+        allow_missing: bool. Accept rows with an empty `text` or `image`
+            (not both) as samples with a missing modality.
 
     Returns:
         A list of `Record`.
@@ -63,14 +66,17 @@ def read_manifest(path, require_labels=True, encoding="utf-8"):
     >>> records[0].label  # doctest: +SKIP
     'match'
     """
-    records, problems = scan_manifest(path, require_labels, encoding)
+    records, problems = scan_manifest(path, require_labels, encoding, allow_missing)
     if problems:
         raise DataError(format_problems(problems, path))
     return records
 
 
-def scan_manifest(path, require_labels=True, encoding="utf-8"):
+def scan_manifest(path, require_labels=True, encoding="utf-8", allow_missing=False):
     """Like `read_manifest`, but returns `(good_records, problems)` instead of raising.
+
+    With `allow_missing`, a row may leave `text` or `image` empty (not both):
+    its record has `text=""` or `image=None`, a sample with a missing modality.
 
     A missing file or a missing required column still raises `DataError`:
     no row can be read then.
@@ -90,7 +96,7 @@ def scan_manifest(path, require_labels=True, encoding="utf-8"):
         )
     if not rows:
         raise DataError(f"{path}: no rows.")
-    return scan_rows(rows, path.parent, path, encoding)
+    return scan_rows(rows, path.parent, path, encoding, allow_missing)
 
 
 def records_from_rows(rows, root, source):
@@ -119,13 +125,15 @@ def records_from_rows(rows, root, source):
     return records
 
 
-def scan_rows(rows, root, source, encoding="utf-8"):
+def scan_rows(rows, root, source, encoding="utf-8", allow_missing=False):
     """`records_from_rows` without raising: returns `(good_records, problems)`."""
     root = Path(os.path.realpath(root))
     name = Path(source).name
     records, problems, seen_ids = [], [], {}
     for number, row in enumerate(rows, start=1):
-        record, row_problems = _check_row(number, row, root, name, seen_ids, encoding)
+        record, row_problems = _check_row(
+            number, row, root, name, seen_ids, encoding, allow_missing
+        )
         problems.extend(row_problems)
         if record is not None:
             records.append(record)
@@ -204,7 +212,7 @@ def _read_rows(path, encoding):
     raise DataError(f"{path}: manifests must be .csv or .jsonl files.")
 
 
-def _check_row(number, row, root, manifest, seen_ids, encoding="utf-8"):
+def _check_row(number, row, root, manifest, seen_ids, encoding="utf-8", allow_missing=False):
     record_id = "" if row.get("id") is None else str(row.get("id")).strip()
     problems = []
 
@@ -224,9 +232,19 @@ def _check_row(number, row, root, manifest, seen_ids, encoding="utf-8"):
                 f"not valid {encoding.upper()} (byte 0x{bad:02x}); re-save the manifest as "
                 "UTF-8 or name its encoding (--encoding, e.g. --encoding gb18030)",
             )
-    for name in ("id", "text", "image"):
-        if not field(name):
-            problem(f"empty_{name}", name, f"empty {name}")
+    if not field("id"):
+        problem("empty_id", "id", "empty id")
+    if not field("text") and not field("image"):
+        problem("empty_text", "text", "empty text and empty image; a row needs at least one")
+    else:
+        for name in ("text", "image"):
+            if not field(name) and not allow_missing:
+                problem(
+                    f"empty_{name}",
+                    name,
+                    f"empty {name} (to train on rows without one, set "
+                    "data.allow_missing_modalities: true)",
+                )
     if "label" in row and not field("label"):
         problem("empty_label", "label", "empty label")
     split = field("split").lower() or None
@@ -290,7 +308,8 @@ def _duplicate_groups(records, image_digests):
             ("image", image_digests.get(record.row, record.image)),
             ("text", " ".join(record.text.lower().split())),
         ]
-        for key in keys:
+        # A missing modality is not something two rows share.
+        for key in (key for key in keys if key[1]):
             other = first_with_key.setdefault(key, index)
             parent[find(index)] = find(other)
     groups = {}

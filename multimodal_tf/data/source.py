@@ -39,7 +39,12 @@ class TrainingData:
         if prepared is not None:
             sizes = {s: v["num_samples"] for s, v in prepared["splits"].items()}
             return cls(prepared=prepared, summary={"prepared": str(path), "samples": sizes})
-        report = validate_manifest(path, data_config.encoding, data_config.max_pixels)
+        report = validate_manifest(
+            path,
+            data_config.encoding,
+            data_config.max_pixels,
+            allow_missing=data_config.allow_missing_modalities,
+        )
         report.write_csv(Path(run_dir) / "data_problems.csv")
         if report.errors and data_config.on_error == "raise":
             raise DataError(

@@ -128,7 +128,7 @@ def _example(record):
             feature={
                 "id": feature(record.id.encode("utf-8")),
                 "text": feature(record.text.encode("utf-8")),
-                "image": feature(Path(record.image).read_bytes()),
+                "image": feature(Path(record.image).read_bytes() if record.image else b""),
                 "label": feature((record.label or "").encode("utf-8")),
             }
         )

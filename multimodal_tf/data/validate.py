@@ -91,7 +91,12 @@ class ValidationReport:
 
 
 def validate_manifest(
-    path, encoding="utf-8", max_pixels=DEFAULT_MAX_PIXELS, class_names=None, workers=8
+    path,
+    encoding="utf-8",
+    max_pixels=DEFAULT_MAX_PIXELS,
+    class_names=None,
+    workers=8,
+    allow_missing=False,
 ):
     """Checks every row and every image of a dataset; never raises for a bad row.
 
@@ -116,6 +121,9 @@ def validate_manifest(
             other labels are `unknown_label`; without, labels in val/test
             that never occur in train are.
         workers: int. Images checked at once.
+        allow_missing: bool. Rows of a plain manifest may leave `text` or
+            `image` empty (a sample with a missing modality) instead of that
+            being an error.
 
     Returns:
         A `ValidationReport`.
@@ -127,7 +135,7 @@ def validate_manifest(
     """
     dropped = {}
     if is_plain_manifest(path):
-        records, problems = scan_manifest(path, encoding=encoding)
+        records, problems = scan_manifest(path, encoding=encoding, allow_missing=allow_missing)
     else:  # another layout: its reader raises for row problems, listing them all
         result = read_any(path, encoding=encoding)
         records, problems, dropped = result.records, [], result.dropped
@@ -167,6 +175,7 @@ def check_image_files(records, source, max_pixels=DEFAULT_MAX_PIXELS, workers=8)
         return _image_problem(data, decoder, max_pixels), hashlib.sha256(data).hexdigest()
 
     problems, digests = [], {}
+    records = [record for record in records if record.image is not None]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
         with concurrent.futures.ThreadPoolExecutor(workers) as pool:

@@ -1,43 +1,73 @@
-"""The image+text classification task: encoders, fusion and a softmax head."""
+"""The image+text classification task: encoders, a fusion layer and one or more heads."""
 
 import keras
+from keras import ops
 
-from multimodal_tf.layers.fusion.attention_fusion import AttentionFusion
-from multimodal_tf.models.image_encoder import ImageEncoder
-from multimodal_tf.models.text_encoder import TextEncoder
+from multimodal_tf.layers.fusion import FUSIONS, get_fusion
+from multimodal_tf.layers.heads.classification_head import ClassificationHead
+from multimodal_tf.layers.modality_dropout import ModalityDropout
 
 MODALITIES = ("text", "image")
+#: The output name of a single-task model (a multi-task model names its heads).
+DEFAULT_HEAD = "label"
 
 
 @keras.saving.register_keras_serializable(package="multimodal_tf")
 class MultimodalClassifier(keras.Model):
-    """Single-label classifier over a text and an image (or just one of them).
+    """Classifier over a text and an image (or just one of them), with one or more heads.
 
-    A functional `keras.Model` on preprocessed tensors
-    (`{"token_ids": int32 [batch, sequence_length], "image": float32 [batch, height, width, 3]}`),
-    so `fit`, `evaluate`, `predict`, callbacks and `.keras` saving work as in
-    any Keras model. The `preprocessor` it carries turns raw text and encoded
-    image bytes into those tensors; `make_dataset` maps it over a manifest and
-    `export_saved_model` puts it in front of the model in the serving graph.
+    A functional `keras.Model` on preprocessed tensors (`{"token_ids": int32
+    [batch, sequence_length], "image": float32 [batch, height, width, 3],
+    "image_present": float32 [batch]}`, as `MultimodalPreprocessor` makes
+    them), so `fit`, `evaluate`, `predict`, callbacks and `.keras` saving work
+    as in any Keras model. The path of a sample: each modality's encoder
+    turns it into a token sequence; `ModalityDropout` puts a learned
+    placeholder where a modality is absent (empty text, empty image bytes) and,
+    in training, drops modalities at random; the fusion layer makes features;
+    each `ClassificationHead` turns them into probabilities.
+
+    Encoders and the fusion are interchangeable: pass a name (`"lstm"`,
+    `"bilstm"`, `"gru"`, `"cnn"`, `"transformer"`; `"conv"` or a
+    `keras.applications` backbone; `"concat"`, `"attention"`,
+    `"cross_attention"`, `"gated"`, `"late"`) and it is built with the widths
+    below, or pass your own layer that keeps the same contract.
 
     Args:
-        class_names: list of str. Label names in output order.
+        class_names: list of str, or dict of str to list of str. Label names in
+            output order; a dict makes one head per key (e.g. `{"sentiment":
+            [...], "emotion": [...]}`) and dict outputs.
         preprocessor: `MultimodalPreprocessor`. An adapted preprocessor; it sets
             the vocabulary size, the sequence length and the image size.
         modalities: tuple of str. `("text", "image")`, `("text",)` or `("image",)`.
+        text_encoder: str or layer. Token ids -> `[batch, length, hidden_dim]`.
+        image_encoder: str or layer. Images (0..255) -> `[batch, tokens, hidden_dim]`.
+        fusion: str or `Fusion`. How the token sequences are combined.
+        multi_label: bool or list of str. Sigmoid heads with per-class
+            thresholds instead of softmax: `True` for every head, or the names
+            of the heads that are multi-label.
         embedding_dim: int. Token embedding width.
-        lstm_units: int. LSTM state width.
+        lstm_units: int. Recurrent state width (recurrent text encoders).
         hidden_dim: int. Width shared by text and image tokens in the fusion.
-        image_filters: tuple of int. Channels of the stride-2 convolutions.
+        image_filters: tuple of int. Channels of the `"conv"` image encoder.
         grid_size: int. Image tokens form a `grid_size` x `grid_size` grid.
-        num_heads: int. Attention heads in the fusion layer.
-        dropout_rate: float. Dropout in the encoders, the fusion and the head.
+        num_heads: int. Attention heads (attention fusions, Transformer encoder).
+        dropout_rate: float. Dropout in the encoders, the fusion and the heads.
+        modality_dropout: float. Training-time probability of dropping each
+            modality of a sample, so the model also predicts from one alone.
+        image_weights: str or None. For a backbone image encoder: `None`,
+            `"imagenet"` or a local weights file.
+        trainable_backbone: bool. Fine-tune the backbone instead of freezing it.
+        backbone_alpha: float. Width multiplier of a MobileNet backbone; must
+            match the weights file (e.g. 0.35).
+        text_embeddings: str or None. A GloVe-format vectors file that
+            initialises the token embeddings (words matched to the vocabulary).
 
     Example:
     >>> preprocessor = MultimodalPreprocessor(sequence_length=8, image_size=(32, 32))
     >>> preprocessor.adapt(["a red circle", "a blue square"], min_frequency=1)
     >>> model = MultimodalClassifier(["match", "mismatch"], preprocessor, hidden_dim=8,
-    ...                              num_heads=2, image_filters=(8, 8), grid_size=2)
+    ...                              num_heads=2, image_filters=(8, 8), grid_size=2,
+    ...                              fusion="gated")
     >>> model.compile()
     >>> model.predict(preprocessor({"text": ["a red circle"],
     ...     "image": [tf.io.encode_png(tf.zeros([5, 5, 3], tf.uint8))]})).shape
@@ -49,6 +79,10 @@ class MultimodalClassifier(keras.Model):
         class_names,
         preprocessor,
         modalities=MODALITIES,
+        text_encoder="lstm",
+        image_encoder="conv",
+        fusion="attention",
+        multi_label=False,
         embedding_dim=64,
         lstm_units=64,
         hidden_dim=64,
@@ -56,8 +90,18 @@ class MultimodalClassifier(keras.Model):
         grid_size=4,
         num_heads=4,
         dropout_rate=0.1,
+        modality_dropout=0.0,
+        image_weights=None,
+        trainable_backbone=False,
+        backbone_alpha=1.0,
+        text_embeddings=None,
+        _load_pretrained=True,
         **kwargs,
     ):
+        from multimodal_tf.models.embeddings import load_word_vectors
+        from multimodal_tf.models.image_encoder import get_image_encoder
+        from multimodal_tf.models.text_encoder import get_text_encoder
+
         if isinstance(preprocessor, dict):
             preprocessor = keras.layers.deserialize(preprocessor)
         modalities = tuple(modalities)
@@ -66,63 +110,94 @@ class MultimodalClassifier(keras.Model):
             raise ValueError(
                 f"`modalities` must be a non-empty subset of {MODALITIES}; received {modalities}."
             )
-        class_names = [str(name) for name in class_names]
-        if len(class_names) < 2:
-            raise ValueError(f"Need at least two classes; received {class_names}.")
+        heads_classes = _heads(class_names)
+        multi_label_heads = _multi_label_heads(multi_label, heads_classes)
 
         # === Layers ===
-        encoders = {}
+        text_layer = image_layer = None
         if "text" in modalities:
-            encoders["text"] = TextEncoder(
-                preprocessor.vocabulary_size,
-                embedding_dim=embedding_dim,
-                lstm_units=lstm_units,
-                hidden_dim=hidden_dim,
-                dropout_rate=dropout_rate,
-                name="text_encoder",
-            )
+            text_layer = _layer(text_encoder)
+            if isinstance(text_layer, str):
+                text_layer = get_text_encoder(
+                    text_layer,
+                    preprocessor.vocabulary_size,
+                    embedding_dim=embedding_dim,
+                    hidden_dim=hidden_dim,
+                    dropout_rate=dropout_rate,
+                    lstm_units=lstm_units,
+                    name="text_encoder",
+                    **({"num_heads": num_heads} if text_layer == "transformer" else {}),
+                )
         if "image" in modalities:
-            encoders["image"] = ImageEncoder(
-                image_filters,
-                hidden_dim=hidden_dim,
-                grid_size=grid_size,
-                dropout_rate=dropout_rate,
-                name="image_encoder",
+            image_layer = _layer(image_encoder)
+            if isinstance(image_layer, str):
+                image_layer = get_image_encoder(
+                    image_layer,
+                    hidden_dim=hidden_dim,
+                    grid_size=grid_size,
+                    dropout_rate=dropout_rate,
+                    filters=image_filters,
+                    weights=image_weights if _load_pretrained else None,
+                    trainable_backbone=trainable_backbone,
+                    name="image_encoder",
+                    **({"alpha": backbone_alpha} if "mobilenet" in image_layer else {}),
+                )
+        fusion_layer = _layer(fusion)
+        if isinstance(fusion_layer, str):
+            fusion_layer = get_fusion(
+                fusion_layer, hidden_dim, len(modalities), num_heads, dropout_rate
             )
-        fusion = AttentionFusion(
-            hidden_dim,
-            num_heads=num_heads,
-            num_modalities=len(modalities),
-            dropout_rate=dropout_rate,
-            name="fusion",
+        placeholders = ModalityDropout(
+            hidden_dim, len(modalities), rate=modality_dropout, name="modality_dropout"
         )
-        head_dropout = keras.layers.Dropout(dropout_rate, name="head_dropout")
-        head = keras.layers.Dense(
-            len(class_names), activation="softmax", dtype="float32", name="head"
-        )
+        head_layers = {
+            name: ClassificationHead(
+                len(names),
+                multi_label=name in multi_label_heads,
+                dropout_rate=dropout_rate,
+                name=name,
+            )
+            for name, names in heads_classes.items()
+        }
 
         # === Functional Model ===
-        inputs = {}
+        inputs, sequences, masks, present = {}, [], [], []
         if "text" in modalities:
-            inputs["token_ids"] = keras.Input(
+            token_ids = keras.Input(
                 (preprocessor.sequence_length,), dtype="int32", name="token_ids"
             )
+            inputs["token_ids"] = token_ids
+            text_mask = ops.not_equal(token_ids, 0)
+            sequences.append(text_layer(token_ids))
+            masks.append(text_mask)
+            # Text that standardizes to no tokens at all counts as absent.
+            present.append(ops.any(text_mask, axis=1))
         if "image" in modalities:
-            inputs["image"] = keras.Input(
-                (*preprocessor.image_size, 3), dtype="float32", name="image"
-            )
-        sequences = []
-        if "text" in modalities:
-            sequences.append(encoders["text"](inputs["token_ids"]))
-        if "image" in modalities:
-            sequences.append(encoders["image"](inputs["image"]))
-        outputs = head(head_dropout(fusion(sequences)))
+            image = keras.Input((*preprocessor.image_size, 3), dtype="float32", name="image")
+            image_present = keras.Input((), dtype="float32", name="image_present")
+            inputs["image"] = image
+            inputs["image_present"] = image_present
+            image_tokens = image_layer(image)
+            sequences.append(image_tokens)
+            masks.append(ops.ones_like(image_tokens[:, :, 0], dtype="bool"))
+            present.append(ops.greater(image_present, 0.5))
+        sequences, masks = placeholders([sequences, masks, present])
+        features = fusion_layer(sequences, mask=masks)
+        outputs = {name: head(features) for name, head in head_layers.items()}
+        if not isinstance(class_names, dict):
+            outputs = outputs[DEFAULT_HEAD]
         super().__init__(inputs=inputs, outputs=outputs, **kwargs)
 
         # === Config ===
-        self.class_names = class_names
+        self.class_names = (
+            heads_classes if isinstance(class_names, dict) else heads_classes[DEFAULT_HEAD]
+        )
         self.preprocessor = preprocessor
         self.modalities = modalities
+        self.text_encoder = text_layer
+        self.image_encoder = image_layer
+        self.fusion = fusion_layer
+        self.multi_label = multi_label if isinstance(multi_label, bool) else list(multi_label)
         self.embedding_dim = embedding_dim
         self.lstm_units = lstm_units
         self.hidden_dim = hidden_dim
@@ -130,6 +205,33 @@ class MultimodalClassifier(keras.Model):
         self.grid_size = grid_size
         self.num_heads = num_heads
         self.dropout_rate = dropout_rate
+        self.modality_dropout = modality_dropout
+        self.image_weights = image_weights
+        self.trainable_backbone = trainable_backbone
+        self.backbone_alpha = backbone_alpha
+        self.text_embeddings = text_embeddings
+        self.text_embedding_coverage = None
+        if text_embeddings and _load_pretrained and text_layer is not None:
+            matrix, found = load_word_vectors(
+                text_embeddings, preprocessor.vocabulary, text_layer.embedding_dim
+            )
+            text_layer.set_embeddings(matrix)
+            self.text_embedding_coverage = found / max(len(preprocessor.vocabulary), 1)
+
+    @property
+    def head_names(self):
+        """Output names: `["label"]` for a single-task model, else the heads' names."""
+        if isinstance(self.class_names, dict):
+            return list(self.class_names)
+        return [DEFAULT_HEAD]
+
+    def head_classes(self):
+        """`{head name: class names}` for every head."""
+        return _heads(self.class_names)
+
+    def is_multi_label(self, head=DEFAULT_HEAD):
+        """Whether `head` is a multi-label (sigmoid) head."""
+        return head in _multi_label_heads(self.multi_label, self.head_classes())
 
     def compile(
         self,
@@ -142,33 +244,46 @@ class MultimodalClassifier(keras.Model):
     ):
         """Compiles with defaults that suit this task; any argument overrides them.
 
-        Labels are one-hot vectors (as `make_dataset` yields them); the default
-        metrics are accuracy and macro-F1 (`val_macro_f1` is what model
-        selection watches).
+        Labels are one-hot (single-label) or multi-hot (multi-label) vectors,
+        as `make_dataset` yields them; a multi-task model takes a dict of them
+        keyed by head name. The default metrics are accuracy and macro-F1;
+        `val_macro_f1` (`val_<head>_macro_f1` with several heads) is what model
+        selection watches. Per-head `loss_weights` go through `**kwargs`, as
+        in any Keras model.
 
         Args:
             optimizer: "auto" (AdamW) or any Keras optimizer.
-            loss: "auto" (categorical cross-entropy) or any Keras loss.
-            metrics: "auto" (accuracy, macro-F1) or a list of Keras metrics.
+            loss: "auto" (categorical or binary cross-entropy per head) or any Keras loss.
+            metrics: "auto" (accuracy, macro-F1) or Keras metrics.
             learning_rate: float. Used by the "auto" optimizer.
             weight_decay: float. Used by the "auto" optimizer.
             **kwargs: passed to `keras.Model.compile`.
         """
         if optimizer == "auto":
             optimizer = keras.optimizers.AdamW(learning_rate, weight_decay=weight_decay)
+        names = self.head_names
         if loss == "auto":
-            loss = keras.losses.CategoricalCrossentropy()
+            loss = {
+                name: keras.losses.BinaryCrossentropy()
+                if self.is_multi_label(name)
+                else keras.losses.CategoricalCrossentropy()
+                for name in names
+            }
         if metrics == "auto":
-            metrics = [
-                keras.metrics.CategoricalAccuracy(name="accuracy"),
-                keras.metrics.F1Score(average="macro", name="macro_f1"),
-            ]
+            metrics = {name: _default_metrics(self.is_multi_label(name)) for name in names}
+        if not isinstance(self.class_names, dict):
+            loss = loss[DEFAULT_HEAD] if isinstance(loss, dict) else loss
+            metrics = metrics[DEFAULT_HEAD] if isinstance(metrics, dict) else metrics
         super().compile(optimizer=optimizer, loss=loss, metrics=metrics, **kwargs)
 
     def call(self, inputs, training=None, mask=None):
         # A unimodal model accepts the full feature dict and ignores the rest,
-        # so one dataset and one serving signature fit every model.
+        # so one dataset and one serving signature fit every model; features
+        # built by hand without `image_present` mean every image is there.
         if isinstance(inputs, dict):
+            inputs = dict(inputs)
+            if "image" in inputs and "image_present" not in inputs:
+                inputs["image_present"] = ops.ones(ops.shape(inputs["image"])[:1])
             inputs = {name: inputs[name] for name in self.input_names_used}
             if isinstance(mask, dict):
                 mask = {name: mask.get(name) for name in self.input_names_used}
@@ -176,9 +291,9 @@ class MultimodalClassifier(keras.Model):
 
     @property
     def input_names_used(self):
-        """Feature names the model reads: `token_ids` and/or `image`."""
-        names = {"text": "token_ids", "image": "image"}
-        return [names[modality] for modality in self.modalities]
+        """Feature names the model reads: `token_ids` and/or `image`, `image_present`."""
+        names = {"text": ["token_ids"], "image": ["image", "image_present"]}
+        return [name for modality in self.modalities for name in names[modality]]
 
     def compile_from_config(self, config):
         config = keras.saving.deserialize_keras_object(config)
@@ -193,6 +308,10 @@ class MultimodalClassifier(keras.Model):
             "class_names": self.class_names,
             "preprocessor": keras.layers.serialize(self.preprocessor),
             "modalities": self.modalities,
+            "text_encoder": _serialize(self.text_encoder),
+            "image_encoder": _serialize(self.image_encoder),
+            "fusion": keras.layers.serialize(self.fusion),
+            "multi_label": self.multi_label,
             "embedding_dim": self.embedding_dim,
             "lstm_units": self.lstm_units,
             "hidden_dim": self.hidden_dim,
@@ -200,8 +319,69 @@ class MultimodalClassifier(keras.Model):
             "grid_size": self.grid_size,
             "num_heads": self.num_heads,
             "dropout_rate": self.dropout_rate,
+            "modality_dropout": self.modality_dropout,
+            "image_weights": self.image_weights,
+            "trainable_backbone": self.trainable_backbone,
+            "backbone_alpha": self.backbone_alpha,
+            "text_embeddings": self.text_embeddings,
         }
 
     @classmethod
     def from_config(cls, config):
-        return cls(**config)
+        # A rebuilt model gets its weights from the saved file: reading GloVe
+        # or backbone weights again would be wasted work, or fail on a machine
+        # without the file. The config still records where they came from.
+        return cls(**config, _load_pretrained=False)
+
+
+def _heads(class_names):
+    if isinstance(class_names, dict):
+        heads = {str(head): [str(name) for name in names] for head, names in class_names.items()}
+    else:
+        heads = {DEFAULT_HEAD: [str(name) for name in class_names]}
+    if not heads:
+        raise ValueError("`class_names` must name at least one head.")
+    for head, names in heads.items():
+        if len(names) < 2:
+            raise ValueError(f"Head {head!r} needs at least two classes; received {names}.")
+        if len(set(names)) != len(names):
+            raise ValueError(f"Head {head!r} has duplicate class names: {names}.")
+    return heads
+
+
+def _multi_label_heads(multi_label, heads):
+    if isinstance(multi_label, bool):
+        return set(heads) if multi_label else set()
+    unknown = [name for name in multi_label if name not in heads]
+    if unknown:
+        raise ValueError(
+            f"`multi_label` names unknown heads {unknown}; the heads are {list(heads)}."
+        )
+    return set(multi_label)
+
+
+def _default_metrics(multi_label):
+    if multi_label:
+        return [
+            keras.metrics.BinaryAccuracy(name="accuracy"),
+            keras.metrics.F1Score(average="macro", threshold=0.5, name="macro_f1"),
+        ]
+    return [
+        keras.metrics.CategoricalAccuracy(name="accuracy"),
+        keras.metrics.F1Score(average="macro", name="macro_f1"),
+    ]
+
+
+def _layer(value):
+    if isinstance(value, dict):
+        return keras.layers.deserialize(value)
+    if isinstance(value, str) or isinstance(value, keras.layers.Layer):
+        return value
+    raise ValueError(f"Expected a name or a Keras layer; received {value!r}.")
+
+
+def _serialize(layer):
+    return None if layer is None else keras.layers.serialize(layer)
+
+
+__all__ = ["DEFAULT_HEAD", "FUSIONS", "MODALITIES", "MultimodalClassifier"]

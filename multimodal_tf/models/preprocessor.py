@@ -14,7 +14,7 @@ OOV_TOKEN = "[UNK]"
 
 @keras.saving.register_keras_serializable(package="multimodal_tf")
 class MultimodalPreprocessor(keras.layers.Layer):
-    """Turns `{"text": str, "image": encoded bytes}` into `{"token_ids", "image"}`.
+    """Turns `{"text": str, "image": encoded bytes}` into `{"token_ids", "image", "image_present"}`.
 
     The one decode/standardize path of the package: `tf.data` pipelines map it
     over raw samples at training time and the exported SavedModel runs the same
@@ -127,7 +127,9 @@ class MultimodalPreprocessor(keras.layers.Layer):
                 token_ids, [self.sequence_length] if is_scalar else [None, self.sequence_length]
             )
         if "image" in inputs:
-            outputs["image"] = self.image_decoder(inputs["image"])
+            image = tf.convert_to_tensor(inputs["image"], dtype=tf.string)
+            outputs["image"] = self.image_decoder(image)
+            outputs["image_present"] = tf.cast(tf.strings.length(image) > 0, tf.float32)
         return outputs
 
     def get_config(self):

@@ -20,8 +20,12 @@ def export_saved_model(model, model_dir, version=None, verbose=False):
     The `serving_default` signature takes `text` (tf.string [batch], raw UTF-8)
     and `image` (tf.string [batch], encoded JPEG/PNG/GIF/BMP bytes) and returns
     `probabilities` (float32 [batch, num_classes], in `model.class_names`
-    order) and `label` (tf.string [batch]). Class names are also written to
-    `assets.extra/labels.txt`. The version folder is written beside its final
+    order) and `label` (tf.string [batch]; for a multi-label head, every class
+    at or above its threshold joined with "|"). A multi-head model returns
+    `<head>_probabilities` and `<head>_label` for each head. Either input may
+    be an empty string for a sample without text or without an image. Class
+    names are also written to `assets.extra/labels.txt` (one `head: a,b` line
+    per head for multi-head models). The version folder is written beside its final
     place and renamed at the end, so TF Serving never sees half of it.
 
     Args:
@@ -52,14 +56,22 @@ def export_saved_model(model, model_dir, version=None, verbose=False):
             f"{target} already exists; TF Serving versions are immutable. "
             "Pick another --version or leave it out to use the next one."
         )
-    class_names = tf.constant(model.class_names)
     preprocessor = model.preprocessor
+    heads = model.head_classes()
+    single = not isinstance(model.class_names, dict)
 
     def serve(text, image):
         features = preprocessor({"text": text, "image": image})
-        probabilities = model(features, training=False)
-        label = tf.gather(class_names, tf.argmax(probabilities, axis=-1))
-        return {"probabilities": probabilities, "label": label}
+        outputs = model(features, training=False)
+        outputs = {next(iter(heads)): outputs} if single else outputs
+        served = {}
+        for name, probabilities in outputs.items():
+            prefix = "" if single else f"{name}_"
+            served[f"{prefix}probabilities"] = probabilities
+            served[f"{prefix}label"] = _labels(
+                probabilities, heads[name], model.get_layer(name), model.is_multi_label(name)
+            )
+        return served
 
     archive = keras.export.ExportArchive()
     archive.track(model)
@@ -75,14 +87,30 @@ def export_saved_model(model, model_dir, version=None, verbose=False):
     try:
         archive.write_out(str(staging), verbose=verbose)
         (staging / "assets.extra").mkdir(exist_ok=True)
+        lines = (
+            [f"{head}: {','.join(names)}" for head, names in heads.items()]
+            if not single
+            else model.class_names
+        )
         (staging / "assets.extra" / LABELS_FILE).write_text(
-            "\n".join(model.class_names) + "\n", encoding="utf-8"
+            "\n".join(lines) + "\n", encoding="utf-8"
         )
         os.rename(staging, target)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return target
+
+
+def _labels(probabilities, class_names, head, multi_label):
+    names = tf.constant(class_names)
+    if not multi_label:
+        return tf.gather(names, tf.argmax(probabilities, axis=-1))
+    # Every class at or above its threshold (chosen on validation data and
+    # stored in the head), joined with "|" as in multi-label manifests.
+    chosen = probabilities >= tf.convert_to_tensor(head.thresholds)
+    selected = tf.ragged.boolean_mask(tf.broadcast_to(names, tf.shape(chosen)), chosen)
+    return tf.strings.reduce_join(selected, axis=-1, separator="|")
 
 
 def read_labels(saved_model_dir):

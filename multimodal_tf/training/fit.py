@@ -74,7 +74,7 @@ def train(manifest, config=None, output_dir="runs/latest", verbose=1):
         min_frequency=data.min_frequency,
     )
     preprocessor.adapt(source.train_texts())
-    model = MultimodalClassifier(class_names, preprocessor, **dataclasses.asdict(config.model))
+    model = build_model(config.model, class_names, preprocessor)
     model.compile(learning_rate=training.learning_rate, weight_decay=training.weight_decay)
 
     weights = None
@@ -131,6 +131,21 @@ def train(manifest, config=None, output_dir="runs/latest", verbose=1):
         title=f"{'test' if 'test' in metrics else 'val'} split",
     )
     return TrainResult(run_dir, model, metrics)
+
+
+def build_model(model_config, class_names, preprocessor):
+    """A `MultimodalClassifier` from the run config's `model` section.
+
+    Args:
+        model_config: `ModelConfig`. Its fields are the constructor's arguments
+            (empty strings for "no file" become `None`).
+        class_names: list of str. Label names in output order.
+        preprocessor: `MultimodalPreprocessor`. Adapted on the training texts.
+    """
+    kwargs = dataclasses.asdict(model_config)
+    for key in ("image_weights", "text_embeddings"):
+        kwargs[key] = kwargs[key] or None
+    return MultimodalClassifier(class_names, preprocessor, **kwargs)
 
 
 def evaluate_dataset(model, dataset):

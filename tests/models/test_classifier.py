@@ -6,7 +6,7 @@ import tensorflow as tf
 
 from multimodal_tf.models.classifier import MultimodalClassifier
 from multimodal_tf.models.preprocessor import MultimodalPreprocessor
-from tests.conftest import image_bytes
+from tests.conftest import SHARED, image_bytes, requires_shared
 from tests.helpers import run_export_test, run_model_saving_test, run_serialization_test
 
 TEXTS = ["warm red fire", "cold blue ice", "red hot", "blue snow"]
@@ -19,13 +19,14 @@ IMAGES = [
 LABELS = np.eye(2)[[0, 1, 0, 1]]
 
 
-def tiny_model(modalities=("text", "image")):
-    preprocessor = MultimodalPreprocessor(sequence_length=4, image_size=(16, 16))
+MOBILENET = SHARED / "weights" / "mobilenet_v2_0.35_224_no_top_imagenet_tm.weights.h5"
+GLOVE = SHARED / "weights" / "glove.6B.100d.top2717.txt"
+
+
+def tiny_model(modalities=("text", "image"), class_names=("warm", "cold"), image_size=16, **kwargs):
+    preprocessor = MultimodalPreprocessor(sequence_length=4, image_size=(image_size, image_size))
     preprocessor.adapt(TEXTS, min_frequency=1)
-    model = MultimodalClassifier(
-        ["warm", "cold"],
-        preprocessor,
-        modalities=modalities,
+    settings = dict(
         embedding_dim=4,
         lstm_units=4,
         hidden_dim=8,
@@ -33,6 +34,10 @@ def tiny_model(modalities=("text", "image")):
         grid_size=2,
         num_heads=2,
     )
+    settings.update(kwargs)
+    if isinstance(class_names, tuple):
+        class_names = list(class_names)
+    model = MultimodalClassifier(class_names, preprocessor, modalities=modalities, **settings)
     model.compile()
     return model
 
@@ -101,3 +106,126 @@ def test_text_with_no_known_token_still_gives_probabilities():
     probabilities = model.predict(batch, verbose=0)
     assert np.isfinite(probabilities).all()
     np.testing.assert_allclose(probabilities.sum(axis=-1), 1.0, rtol=1e-5)
+
+
+# Each fusion with a different text encoder, so every part goes through the
+# three shared helpers (config round trip, .keras round trip, SavedModel parity).
+PARTS = [
+    ("concat", "cnn"),
+    ("attention", "lstm"),
+    ("cross_attention", "transformer"),
+    ("gated", "gru"),
+    ("late", "bilstm"),
+]
+
+
+@pytest.mark.parametrize("fusion, text_encoder", PARTS)
+def test_every_fusion_and_text_encoder_saves_and_serves(fusion, text_encoder, tmp_path):
+    model = tiny_model(fusion=fusion, text_encoder=text_encoder, modality_dropout=0.2)
+    model.fit(features(model), LABELS, epochs=2, verbose=0)
+    restored = run_serialization_test(model)
+    assert type(restored.fusion).__name__ == type(model.fusion).__name__
+    run_model_saving_test(model, features(model), tmp_path)
+    # Raw inputs, including a row without an image and a row without text.
+    run_export_test(model, TEXTS + ["", "warm red"], IMAGES + [IMAGES[0], b""], tmp_path)
+
+
+def test_parts_can_be_passed_as_instances():
+    from multimodal_tf.layers.fusion import GatedFusion
+    from multimodal_tf.models.conv_text_encoder import ConvTextEncoder
+
+    preprocessor = MultimodalPreprocessor(sequence_length=4, image_size=(16, 16))
+    preprocessor.adapt(TEXTS, min_frequency=1)
+    model = MultimodalClassifier(
+        ["warm", "cold"],
+        preprocessor,
+        text_encoder=ConvTextEncoder(preprocessor.vocabulary_size, 4, hidden_dim=8, filters=4),
+        fusion=GatedFusion(hidden_dim=8),
+        hidden_dim=8,
+        image_filters=(4, 8),
+        grid_size=2,
+    )
+    assert model.predict(features(model), verbose=0).shape == (4, 2)
+    assert run_serialization_test(model).fusion.hidden_dim == 8
+
+
+@pytest.mark.shared
+@requires_shared(MOBILENET)
+def test_pretrained_backbone_classifier_saves_and_serves(tmp_path, monkeypatch):
+    model = tiny_model(
+        image_size=64,
+        image_encoder="mobilenet_v2",
+        image_weights=str(MOBILENET),
+        backbone_alpha=0.35,
+        grid_size=2,
+    )
+    backbone_kernel = next(
+        w for w in model.image_encoder.weights if "Conv1" in w.path and "kernel" in w.path
+    )
+    assert model.image_encoder.backbone.trainable is False
+    model.fit(features(model), LABELS, epochs=1, verbose=0)
+    run_serialization_test(model)
+    restored = run_model_saving_test(model, features(model), tmp_path)
+    restored_kernel = next(
+        w for w in restored.image_encoder.weights if w.path == backbone_kernel.path
+    )
+    np.testing.assert_allclose(restored_kernel.numpy(), backbone_kernel.numpy())
+    run_export_test(model, TEXTS, IMAGES, tmp_path)
+
+
+@pytest.mark.shared
+@requires_shared(GLOVE)
+def test_glove_initialises_the_embedding_and_is_not_reread_on_load(tmp_path, monkeypatch):
+    model = tiny_model(embedding_dim=100, text_embeddings=str(GLOVE))
+    vocabulary = model.preprocessor.vocabulary
+    vectors = {}
+    with GLOVE.open(encoding="utf-8") as handle:
+        for line in handle:
+            word, *values = line.rstrip("\n").split(" ")
+            if word in vocabulary:
+                vectors[word] = np.array(values, "float32")
+    assert vectors, "the tiny vocabulary should share words with GloVe"
+    embeddings = model.text_encoder.embedding.embeddings.numpy()
+    for word, vector in vectors.items():
+        np.testing.assert_allclose(embeddings[vocabulary.index(word) + 2], vector, atol=1e-6)
+    assert model.text_embedding_coverage == pytest.approx(len(vectors) / len(vocabulary))
+    model.save(tmp_path / "model.keras")
+    import multimodal_tf.models.embeddings as embeddings_module
+
+    def fail(*args, **kwargs):
+        raise AssertionError("GloVe file read again while loading a saved model")
+
+    monkeypatch.setattr(embeddings_module, "load_word_vectors", fail)
+    import keras
+
+    restored = keras.saving.load_model(tmp_path / "model.keras")
+    np.testing.assert_allclose(restored.text_encoder.embedding.embeddings.numpy(), embeddings)
+
+
+def test_multi_head_multi_label_model_trains_saves_and_serves(tmp_path):
+    model = tiny_model(
+        class_names={"temperature": ["warm", "cold"], "colour": ["red", "blue", "white"]},
+        multi_label=["colour"],
+    )
+    labels = {
+        "temperature": LABELS,
+        "colour": np.array([[1, 0, 0], [0, 1, 1], [1, 0, 0], [0, 1, 1]], "float32"),
+    }
+    history = model.fit(features(model), labels, epochs=2, verbose=0)
+    assert {"temperature_macro_f1", "colour_macro_f1"} <= set(history.history)
+    outputs = model.predict(features(model), verbose=0)
+    assert outputs["temperature"].shape == (4, 2) and outputs["colour"].shape == (4, 3)
+    np.testing.assert_allclose(outputs["temperature"].sum(axis=1), 1.0, rtol=1e-5)
+    model.get_layer("colour").set_thresholds([0.0, 1.0, 1.0])  # always "red", never the others
+    run_serialization_test(model)
+    restored = run_model_saving_test(model, features(model), tmp_path)
+    np.testing.assert_allclose(restored.get_layer("colour").thresholds.numpy(), [0.0, 1.0, 1.0])
+
+    from multimodal_tf.serving.export import export_saved_model
+
+    served = tf.saved_model.load(str(export_saved_model(model, tmp_path / "served")))
+    out = served.signatures["serving_default"](text=tf.constant(TEXTS), image=tf.constant(IMAGES))
+    np.testing.assert_allclose(out["colour_probabilities"], outputs["colour"], atol=1e-5)
+    assert [v.decode() for v in out["colour_label"].numpy()] == ["red"] * 4
+    expected = [model.class_names["temperature"][i] for i in outputs["temperature"].argmax(-1)]
+    assert [v.decode() for v in out["temperature_label"].numpy()] == expected

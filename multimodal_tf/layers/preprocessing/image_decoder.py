@@ -12,7 +12,9 @@ class ImageDecoder(keras.layers.Layer):
     keeps its first frame; 16-bit PNGs are scaled to 8 bits. Large JPEGs are
     decoded at 1/2, 1/4 or 1/8 scale when that still covers `image_size`. The
     image is then area-resized (squashed, antialiased) to `image_size` and
-    returned as float32 in [0, 255]. Works on a scalar string (inside `tf.data`) or a batch
+    returned as float32 in [0, 255]. Empty bytes (a sample without an image)
+    give an all-zero image; the preprocessor flags them as absent. Works on a
+    scalar string (inside `tf.data`) or a batch
     of strings (inside a serving signature), with core TensorFlow ops only.
 
     Args:
@@ -30,6 +32,13 @@ class ImageDecoder(keras.layers.Layer):
         self.image_size = tuple(int(size) for size in image_size)
 
     def decode_one(self, image_bytes):
+        return tf.cond(
+            tf.strings.length(image_bytes) > 0,
+            lambda: self._decode_resize(image_bytes),
+            lambda: tf.zeros((*self.image_size, 3), tf.float32),
+        )
+
+    def _decode_resize(self, image_bytes):
         image = tf.cond(
             tf.io.is_jpeg(image_bytes),
             lambda: self._decode_jpeg_scaled(image_bytes),

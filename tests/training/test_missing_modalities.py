@@ -1,0 +1,60 @@
+"""Rows without an image or without text train, evaluate and serve."""
+
+import csv
+
+import numpy as np
+import pytest
+
+from multimodal_tf.errors import DataError
+from multimodal_tf.training.fit import train
+from tests.conftest import image_bytes
+from tests.helpers import run_export_test
+
+
+def drop_modalities(manifest):
+    """Rewrites the tiny manifest: every 4th row loses its image, every 5th its text."""
+    with manifest.open(newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    for index, row in enumerate(rows):
+        if index % 4 == 1:
+            row["image"] = ""
+        elif index % 5 == 2:
+            row["text"] = ""
+    with manifest.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return rows
+
+
+def test_missing_modality_is_an_error_unless_allowed(tiny_manifest, tiny_config, tmp_path):
+    drop_modalities(tiny_manifest)
+    with pytest.raises(DataError, match=r"row 2.*field 'image'.*allow_missing_modalities"):
+        train(tiny_manifest, tiny_config, tmp_path / "run", verbose=0)
+
+
+def test_trained_with_modality_dropout_predicts_without_image_or_text(
+    tiny_manifest, tiny_config, tmp_path
+):
+    rows = drop_modalities(tiny_manifest)
+    tiny_config.data.allow_missing_modalities = True
+    tiny_config.model.modality_dropout = 0.3
+    result = train(tiny_manifest, tiny_config, tmp_path / "run", verbose=0)
+    model = result.model
+    assert result.metrics["test"]["num_samples"] == sum(r["split"] == "test" for r in rows)
+
+    red = image_bytes((220, 40, 40), format="JPEG")
+    texts = ["sunny warm fire", "sunny warm fire", "", "icy cold snow"]
+    images = [red, b"", red, image_bytes((40, 40, 220))]
+    features = model.preprocessor(
+        {"text": np.array(texts, dtype=object), "image": np.array(images, dtype=object)}
+    )
+    np.testing.assert_array_equal(features["image_present"], [1, 0, 1, 1])
+    assert not features["token_ids"].numpy()[2].any()
+    probabilities = model.predict(features, verbose=0)
+    assert np.isfinite(probabilities).all()
+    # The placeholder stands in for what is missing: each row differs from the full one.
+    assert not np.allclose(probabilities[0], probabilities[1], atol=1e-6)
+    assert not np.allclose(probabilities[0], probabilities[2], atol=1e-6)
+    # The SavedModel takes the same empty strings and gives the same probabilities.
+    run_export_test(model, texts, images, tmp_path)
