@@ -3,6 +3,7 @@
 import argparse
 import json
 import os
+import shlex
 import sys
 from pathlib import Path
 
@@ -98,6 +99,29 @@ def _build_parser():
     train.add_argument("--quiet", action="store_true", help="No per-epoch progress.")
     train.set_defaults(handler=_train)
 
+    ablate = commands.add_parser(
+        "ablate",
+        help="Train text-only, image-only and each fusion on one split; tabulate test metrics.",
+        description="Answer 'does the image help?': split the data once (OUTPUT/prepared), "
+        "train every variant with SEEDS seeds (training.seed + 0, 1, ...) into "
+        "OUTPUT/<variant>/seed-<seed>/, and write test accuracy, macro-F1 and weighted-F1 "
+        "(mean +- std over seeds) and train time to OUTPUT/ablation.md, ablation.csv (per "
+        "variant) and ablation_runs.csv (per run). Rerunning resumes: finished runs are kept.",
+    )
+    ablate.add_argument("--manifest", required=True, help="Anything train accepts.")
+    ablate.add_argument("--config", help="YAML or JSON run config shared by every run.")
+    ablate.add_argument("--seeds", type=int, default=3, help="Runs per variant (default: 3).")
+    ablate.add_argument(
+        "--output", default="runs/ablation", help="Ablation folder (default: runs/ablation)."
+    )
+    ablate.add_argument(
+        "--variants",
+        help="Comma-separated subset of text_only, image_only and fusion=<model.fusion "
+        "choice>, e.g. text_only,image_only,fusion=attention (default: all).",
+    )
+    ablate.add_argument("--quiet", action="store_true", help="No per-run progress.")
+    ablate.set_defaults(handler=_ablate)
+
     evaluate = commands.add_parser(
         "evaluate",
         help="Metrics of a trained model on one split of a manifest.",
@@ -176,6 +200,31 @@ def _train(args):
     for split in ("val", "test"):
         if split in result.metrics:
             _print_metrics(split, result.metrics[split])
+    return 0
+
+
+def _ablate(args):
+    from multimodal_tf.training.ablation import run_ablation
+
+    argv = ["--manifest", args.manifest, "--seeds", str(args.seeds), "--output", args.output]
+    if args.config:
+        argv += ["--config", args.config]
+    if args.variants:
+        argv += ["--variants", args.variants]
+    if args.quiet:
+        argv.append("--quiet")
+    result = run_ablation(
+        args.manifest,
+        args.config,
+        seeds=args.seeds,
+        output_dir=args.output,
+        variants=args.variants,
+        verbose=0 if args.quiet else 1,
+        command=shlex.join(["multimodal-tf", "ablate", *argv]),
+    )
+    print(result.markdown)
+    names = ("ablation.md", "ablation.csv", "ablation_runs.csv")
+    print("wrote " + ", ".join(str(result.output_dir / name) for name in names))
     return 0
 
 

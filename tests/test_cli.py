@@ -8,7 +8,16 @@ import pytest
 
 from multimodal_tf.cli import main
 
-SUBCOMMANDS = ["demo-data", "validate", "prepare", "train", "evaluate", "export", "predict"]
+SUBCOMMANDS = [
+    "demo-data",
+    "validate",
+    "prepare",
+    "train",
+    "evaluate",
+    "export",
+    "predict",
+    "ablate",
+]
 
 
 def write_config(tmp_path, config, extra=None):
