@@ -60,3 +60,14 @@ def test_missing_file_and_wrong_suffix(tmp_path):
     (tmp_path / "run.toml").write_text("")
     with pytest.raises(ConfigError, match=".yaml, .yml or .json"):
         load_config(tmp_path / "run.toml")
+
+
+def test_config_choices_match_the_model_registries():
+    from multimodal_tf.config import _CHOICES
+    from multimodal_tf.layers.fusion import FUSIONS
+    from multimodal_tf.models.image_encoder import IMAGE_ENCODERS
+    from multimodal_tf.models.text_encoder import TEXT_ENCODERS
+
+    assert _CHOICES[("model", "fusion")] == tuple(FUSIONS)
+    assert _CHOICES[("model", "text_encoder")] == tuple(TEXT_ENCODERS)
+    assert _CHOICES[("model", "image_encoder")] == tuple(IMAGE_ENCODERS)

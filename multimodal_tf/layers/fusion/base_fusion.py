@@ -68,6 +68,18 @@ class Fusion(keras.layers.Layer):
     def fuse(self, sequences, masks, training):
         raise NotImplementedError
 
+    def build_modality_embedding(self):
+        """Adds a learned vector per modality, so attention can tell the tokens apart."""
+        self.modality_embedding = self.add_weight(
+            shape=(self.num_modalities, self.hidden_dim),
+            initializer=keras.initializers.RandomNormal(stddev=0.02),
+            name="modality_embedding",
+        )
+
+    def add_modality_embedding(self, sequences):
+        """Each sequence plus its modality's vector (see `build_modality_embedding`)."""
+        return [sequence + self.modality_embedding[i] for i, sequence in enumerate(sequences)]
+
     def compute_mask(self, inputs, mask=None):
         return None
 

@@ -70,16 +70,12 @@ class CrossAttentionFusion(Fusion):
         self.num_heads = num_heads
 
     def build_fusion(self, token_shape):
-        self.modality_embedding = self.add_weight(
-            shape=(self.num_modalities, self.hidden_dim),
-            initializer=keras.initializers.RandomNormal(stddev=0.02),
-            name="modality_embedding",
-        )
+        self.build_modality_embedding()
         for block in self.blocks:
             block.build(token_shape, token_shape)
 
     def fuse(self, sequences, masks, training):
-        tokens = [sequence + self.modality_embedding[i] for i, sequence in enumerate(sequences)]
+        tokens = self.add_modality_embedding(sequences)
         keys = ops.concatenate(tokens, axis=1)
         key_mask = ops.concatenate(masks, axis=1)
         pooled = []
