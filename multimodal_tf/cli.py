@@ -65,6 +65,11 @@ def _build_parser():
         default=DataConfig.max_pixels,
         help=f"Largest width x height accepted (default: {DataConfig.max_pixels}).",
     )
+    validate.add_argument(
+        "--allow-missing",
+        action="store_true",
+        help="Rows may leave text or image empty (as data.allow_missing_modalities: true).",
+    )
     validate.add_argument("--report", help="Also write every problem to this CSV file.")
     validate.add_argument("--limit", type=int, default=20, help="Problems to print (default: 20).")
     validate.set_defaults(handler=_validate)
@@ -171,7 +176,12 @@ def _demo_data(args):
 def _validate(args):
     from multimodal_tf.data.validate import validate_manifest
 
-    report = validate_manifest(args.manifest, encoding=args.encoding, max_pixels=args.max_pixels)
+    report = validate_manifest(
+        args.manifest,
+        encoding=args.encoding,
+        max_pixels=args.max_pixels,
+        allow_missing=args.allow_missing,
+    )
     print(report.format(limit=args.limit))
     if args.report:
         report.write_csv(args.report)

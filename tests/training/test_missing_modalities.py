@@ -5,9 +5,10 @@ import csv
 import numpy as np
 import pytest
 
+from multimodal_tf.cli import main
 from multimodal_tf.errors import DataError
 from multimodal_tf.training.fit import train
-from tests.conftest import image_bytes
+from tests.conftest import image_bytes, write_manifest
 from tests.helpers import run_export_test
 
 
@@ -27,9 +28,21 @@ def drop_modalities(manifest):
     return rows
 
 
-def test_missing_modality_is_an_error_unless_allowed(tiny_manifest, tiny_config, tmp_path):
+def test_missing_modality_is_an_error_unless_allowed(tiny_manifest, tiny_config, tmp_path, capsys):
     drop_modalities(tiny_manifest)
     with pytest.raises(DataError, match=r"row 2.*field 'image'.*allow_missing_modalities"):
+        train(tiny_manifest, tiny_config, tmp_path / "run", verbose=0)
+    assert main(["validate", str(tiny_manifest)]) == 1
+    assert "empty text" in capsys.readouterr().out
+    assert main(["validate", str(tiny_manifest), "--allow-missing"]) == 0
+
+
+def test_a_row_needs_at_least_one_modality(tiny_manifest, tiny_config, tmp_path):
+    rows = drop_modalities(tiny_manifest)
+    rows[0]["text"], rows[0]["image"] = "", ""
+    write_manifest(tiny_manifest.parent, rows)
+    tiny_config.data.allow_missing_modalities = True
+    with pytest.raises(DataError, match="row 1.*empty text and empty image"):
         train(tiny_manifest, tiny_config, tmp_path / "run", verbose=0)
 
 
