@@ -11,6 +11,7 @@ model in a SavedModel that TF Serving runs on raw input.
 from multimodal_tf.config import RunConfig, load_config
 from multimodal_tf.data.dataset import make_dataset
 from multimodal_tf.data.demo import make_demo_dataset
+from multimodal_tf.data.labels import split_labels
 from multimodal_tf.data.manifest import Record, read_manifest, split_records
 from multimodal_tf.data.readers import (
     ReadResult,
@@ -19,7 +20,6 @@ from multimodal_tf.data.readers import (
     read_dataframe,
     read_hateful_memes,
     read_mvsa_raw,
-    split_labels,
 )
 from multimodal_tf.data.validate import ValidationReport, check_images, validate_manifest
 from multimodal_tf.errors import ConfigError, DataError, MultimodalTFError

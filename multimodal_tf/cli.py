@@ -70,6 +70,11 @@ def _build_parser():
         action="store_true",
         help="Rows may leave text or image empty (as data.allow_missing_modalities: true).",
     )
+    validate.add_argument(
+        "--multi-label",
+        action="store_true",
+        help="Label cells hold several labels separated by | (as data.multi_label: true).",
+    )
     validate.add_argument("--report", help="Also write every problem to this CSV file.")
     validate.add_argument("--limit", type=int, default=20, help="Problems to print (default: 20).")
     validate.set_defaults(handler=_validate)
@@ -181,6 +186,7 @@ def _validate(args):
         encoding=args.encoding,
         max_pixels=args.max_pixels,
         allow_missing=args.allow_missing,
+        multi_label=args.multi_label,
     )
     print(report.format(limit=args.limit))
     if args.report:

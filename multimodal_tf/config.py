@@ -31,6 +31,7 @@ class DataConfig:
     max_pixels: int = 40_000_000
     on_error: str = "raise"
     allow_missing_modalities: bool = False
+    multi_label: bool = False
 
 
 @dataclasses.dataclass

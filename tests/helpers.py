@@ -86,5 +86,10 @@ def run_export_test(model, texts, images, tmp_path, atol=1e-5):
     served = np.load(tmp_path / "served.npy")
     np.testing.assert_allclose(served, expected, atol=atol)
     labels = [label.decode() for label in np.load(tmp_path / "labels.npy", allow_pickle=True)]
-    assert labels == [model.class_names[i] for i in expected.argmax(-1)]
+    if model.is_multi_label():  # every class at or above the head's threshold, joined by "|"
+        thresholds = keras.ops.convert_to_numpy(model.get_layer("label").thresholds)
+        names = np.array(model.class_names)
+        assert labels == ["|".join(names[row >= thresholds]) for row in expected]
+    else:
+        assert labels == [model.class_names[i] for i in expected.argmax(-1)]
     return version_dir

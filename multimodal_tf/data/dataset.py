@@ -1,7 +1,9 @@
 """Manifest records -> a streaming `tf.data.Dataset` of preprocessed batches."""
 
+import numpy as np
 import tensorflow as tf
 
+from multimodal_tf.data.labels import SEPARATOR, labels_of
 from multimodal_tf.data.tfrecords import raw_dataset
 from multimodal_tf.errors import DataError
 
@@ -15,6 +17,7 @@ def make_dataset(
     batch_size=32,
     shuffle=False,
     seed=None,
+    multi_label=False,
 ):
     """Streams records through the preprocessor: `(features, one_hot_label)` batches.
 
@@ -30,18 +33,20 @@ def make_dataset(
         batch_size: int. Samples per batch.
         shuffle: bool. Reshuffle every epoch (training).
         seed: int or None. Shuffle seed.
+        multi_label: bool. Labels are `|`-separated sets (`"joy|surprise"`)
+            and batches carry multi-hot float vectors instead of one-hot.
 
     Example:
     >>> dataset = make_dataset(splits["train"], model.preprocessor,  # doctest: +SKIP
     ...                        model.class_names, shuffle=True)
     >>> model.fit(dataset, epochs=3)  # doctest: +SKIP
     """
-    samples = read_records(records, class_names, shuffle=shuffle, seed=seed)
+    samples = read_records(records, class_names, shuffle, seed, multi_label)
     return to_batches(samples, preprocessor, len(class_names or ()), batch_size)
 
 
-def read_records(records, class_names=None, shuffle=False, seed=None):
-    """Raw samples `{"text", "image" (encoded bytes)[, "label" (id)]}`, files read in parallel.
+def read_records(records, class_names=None, shuffle=False, seed=None, multi_label=False):
+    """Raw samples `{"text", "image" (encoded bytes)[, "label"]}`, files read in parallel.
 
     The one place manifest rows become a stream: `make_dataset` preprocesses
     it for Keras, and batch prediction feeds it to an exported SavedModel,
@@ -49,9 +54,11 @@ def read_records(records, class_names=None, shuffle=False, seed=None):
 
     Args:
         records: list of `Record`.
-        class_names: list of str or None. With names, samples carry label ids.
+        class_names: list of str or None. With names, samples carry label ids
+            (multi-label: multi-hot float vectors).
         shuffle: bool. Reshuffle every epoch.
         seed: int or None. Shuffle seed.
+        multi_label: bool. Labels are `|`-separated sets.
     """
     if not records:
         raise DataError("Cannot build a dataset from zero records.")
@@ -60,7 +67,7 @@ def read_records(records, class_names=None, shuffle=False, seed=None):
         "image_path": [record.image or "" for record in records],
     }
     if class_names is not None:
-        columns["label"] = _label_ids(records, class_names)
+        columns["label"] = _label_ids(records, class_names, multi_label)
     dataset = tf.data.Dataset.from_tensor_slices(columns)
     if shuffle:
         dataset = dataset.shuffle(len(records), seed=seed, reshuffle_each_iteration=True)
@@ -87,6 +94,7 @@ def make_prepared_dataset(
     seed=None,
     num_shards=1,
     shard_index=0,
+    multi_label=False,
 ):
     """Like `make_dataset`, but streams a split written by `prepare` (sharded TFRecords).
 
@@ -100,6 +108,8 @@ def make_prepared_dataset(
         seed: int or None. Shuffle seed.
         num_shards: int. Training workers; each reads its own files.
         shard_index: int. This worker's index.
+        multi_label: bool. Labels are `|`-separated sets, looked up in the
+            graph and reduced to multi-hot float vectors.
 
     Example:
     >>> meta = read_prepared("data/prepared")  # doctest: +SKIP
@@ -114,12 +124,21 @@ def make_prepared_dataset(
     )
 
     def label_id(sample):
-        index = table.lookup(sample["label"])
+        names = sample["label"]
+        if multi_label:  # as `split_labels` reads a cell: split, strip, drop empty parts
+            names = tf.strings.strip(tf.strings.split(names, SEPARATOR))
+            names = tf.boolean_mask(names, tf.strings.length(names) > 0)
+        index = table.lookup(names)
         check = tf.debugging.Assert(
-            index >= 0, ["unknown label", sample["label"], "in row id", sample["id"]]
+            tf.reduce_all(index >= 0),
+            ["unknown label", sample["label"], "in row id", sample["id"]],
         )
         with tf.control_dependencies([check]):
-            return {"text": sample["text"], "image": sample["image"], "label": tf.identity(index)}
+            label = tf.identity(index)
+        if multi_label:
+            # A sum of one-hot rows, capped at 1: duplicates count once, no label gives 0s.
+            label = tf.minimum(tf.reduce_sum(tf.one_hot(label, len(class_names)), axis=0), 1.0)
+        return {"text": sample["text"], "image": sample["image"], "label": label}
 
     raw = raw_dataset(meta, split, shuffle, seed, num_shards, shard_index)
     raw = raw.map(label_id, num_parallel_calls=AUTOTUNE)
@@ -127,25 +146,38 @@ def make_prepared_dataset(
 
 
 def to_batches(raw, preprocessor, num_classes, batch_size):
-    """`{"text", "image" (bytes)[, "label" (id)]}` samples -> preprocessed, batched, prefetched."""
+    """`{"text", "image" (bytes)[, "label"]}` samples -> preprocessed, batched, prefetched.
+
+    A label is a class id (made one-hot here) or already a multi-hot vector.
+    """
 
     def prepare(sample):
         features = preprocessor({"text": sample["text"], "image": sample["image"]})
         if "label" not in sample:
             return features
-        return features, tf.one_hot(sample["label"], num_classes)
+        labels = sample["label"]
+        if labels.shape.rank == 0:
+            labels = tf.one_hot(labels, num_classes)
+        return features, labels
 
     return raw.map(prepare, num_parallel_calls=AUTOTUNE).batch(batch_size).prefetch(AUTOTUNE)
 
 
-def _label_ids(records, class_names):
+def _label_ids(records, class_names, multi_label=False):
+    """Class ids (one per record), or for multi-label a `[records, classes]` multi-hot array."""
     index = {name: i for i, name in enumerate(class_names)}
-    ids = []
-    for record in records:
-        if record.label not in index:
+    targets = np.zeros((len(records), len(class_names)), "float32") if multi_label else []
+    for row, record in enumerate(records):
+        names = labels_of(record.label, multi_label)
+        unknown = [name for name in names if name not in index]
+        if unknown or not names:
+            what = f"unknown label {unknown[0]!r}" if unknown else f"no label in {record.label!r}"
             raise DataError(
-                f"{record.where('label')}: unknown label {record.label!r}; the model "
+                f"{record.where('label')}: {what}; the model "
                 f"knows {', '.join(map(repr, class_names))}."
             )
-        ids.append(index[record.label])
-    return ids
+        if multi_label:
+            targets[row, [index[name] for name in names]] = 1.0
+        else:
+            targets.append(index[names[0]])
+    return targets

@@ -1,5 +1,6 @@
 """Reading a manifest (CSV or JSONL) into checked records, and splitting them."""
 
+import collections
 import csv
 import dataclasses
 import json
@@ -7,6 +8,7 @@ import os
 import random
 from pathlib import Path
 
+from multimodal_tf.data.labels import split_labels
 from multimodal_tf.data.problems import Problem, format_problems, location
 from multimodal_tf.errors import DataError
 
@@ -140,7 +142,14 @@ def scan_rows(rows, root, source, encoding="utf-8", allow_missing=False):
     return records, problems
 
 
-def split_records(records, val_fraction=0.1, test_fraction=0.1, seed=1337, image_digests=None):
+def split_records(
+    records,
+    val_fraction=0.1,
+    test_fraction=0.1,
+    seed=1337,
+    image_digests=None,
+    multi_label=False,
+):
     """Groups records by split; assigns a stratified split when there is none.
 
     An assigned split keeps duplicates together: rows with the same image
@@ -155,6 +164,8 @@ def split_records(records, val_fraction=0.1, test_fraction=0.1, seed=1337, image
         seed: int. The assignment depends only on this seed and the rows.
         image_digests: dict or None. `{row: sha256 of the image bytes}`, as
             `validate_manifest` computes them.
+        multi_label: bool. Labels are `|`-separated sets; a row is stratified
+            by the rarest label it carries.
 
     Returns:
         dict mapping `train`, `val`, `test` to lists of `Record`.
@@ -173,7 +184,8 @@ def split_records(records, val_fraction=0.1, test_fraction=0.1, seed=1337, image
         )
     if not with_split:
         groups = _duplicate_groups(records, image_digests or {})
-        records = _stratified_assignment(groups, val_fraction, test_fraction, seed)
+        stratum = _rarest_label(records) if multi_label else lambda record: record.label
+        records = _stratified_assignment(groups, val_fraction, test_fraction, seed, stratum)
     splits = {name: [record for record in records if record.split == name] for name in SPLITS}
     for name in ("train", "val"):
         if not splits[name]:
@@ -318,15 +330,31 @@ def _duplicate_groups(records, image_digests):
     return list(groups.values())
 
 
-def _stratified_assignment(groups, val_fraction, test_fraction, seed):
+def _rarest_label(records):
+    """A multi-label row's stratum: the rarest label it carries (ties: by name).
+
+    Stratifying by the whole label set would make a stratum of every label
+    combination; most are too small for a val or test quota (`round(4 * 0.1)`
+    is 0), so their rows would all train and val could end up empty. One
+    stratum per class keeps each split's share, and taking the row's rarest
+    label gives the rare classes, the ones at risk of missing from val and
+    test, their share there; common labels get theirs by sheer numbers.
+    """
+    counts = collections.Counter(name for record in records for name in split_labels(record.label))
+    return lambda record: min(
+        split_labels(record.label), key=lambda name: (counts[name], name), default=None
+    )
+
+
+def _stratified_assignment(groups, val_fraction, test_fraction, seed, stratum):
     if not 0 <= val_fraction < 1 or not 0 <= test_fraction < 1 or val_fraction + test_fraction >= 1:
         raise DataError(
             f"val_fraction={val_fraction} and test_fraction={test_fraction} must be in "
             "[0, 1) and sum to less than 1."
         )
     by_label = {}
-    for group in groups:  # a group is stratified by its first row's label
-        by_label.setdefault(group[0].label, []).append(group)
+    for group in groups:  # a group is stratified by its first row's stratum
+        by_label.setdefault(stratum(group[0]), []).append(group)
     rng = random.Random(seed)
     assigned = {}
     for label in sorted(by_label, key=str):

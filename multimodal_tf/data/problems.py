@@ -12,7 +12,7 @@ KINDS = {
     "duplicate_id": "the same id appears on more than one row",
     "empty_text": "the text field is empty",
     "empty_image": "the image field is empty",
-    "empty_label": "the label field is empty",
+    "empty_label": "the label field is empty (multi-label: names no class between the |)",
     "unknown_label": "the label is not one the model is trained on",
     "unknown_split": "the split is not train, val or test",
     "invalid_encoding": "a field is not valid in the manifest's encoding",

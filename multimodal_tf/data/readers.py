@@ -11,6 +11,8 @@ import json
 import math
 from pathlib import Path
 
+# split_labels lives with the other label helpers; it is still importable from here.
+from multimodal_tf.data.labels import split_labels as split_labels
 from multimodal_tf.data.manifest import read_manifest, records_from_rows
 from multimodal_tf.errors import DataError
 
@@ -235,22 +237,6 @@ def read_any(path, **kwargs):
         f"{path}: cannot tell how to read it; expected a .csv/.jsonl manifest, a Hateful "
         f"Memes .jsonl, a raw MVSA folder (with {MVSA_LABEL_FILE}) or a folder of class folders."
     )
-
-
-def split_labels(label, separator="|"):
-    """Splits a multi-label string such as `"joy|surprise"`: stripped, sorted, unique.
-
-    Args:
-        label: str or None. One record's label; `None` gives `()`.
-        separator: str. What separates the labels.
-
-    Example:
-    >>> split_labels(" surprise|joy||joy ")
-    ('joy', 'surprise')
-    """
-    if label is None:
-        return ()
-    return tuple(sorted({part.strip() for part in str(label).split(separator)} - {""}))
 
 
 def _read_mvsa_labels(path):

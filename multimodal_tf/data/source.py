@@ -5,6 +5,7 @@ from pathlib import Path
 
 from multimodal_tf.data.balance import oversample
 from multimodal_tf.data.dataset import make_dataset, make_prepared_dataset
+from multimodal_tf.data.labels import class_names_from
 from multimodal_tf.data.manifest import split_records
 from multimodal_tf.data.problems import write_problems_csv
 from multimodal_tf.data.tfrecords import raw_dataset, read_prepared, write_tfrecords
@@ -20,11 +21,13 @@ class TrainingData:
         splits: dict or None. `{split: [Record]}` for manifest data.
         prepared: dict or None. `read_prepared` metadata for TFRecord data.
         summary: dict. Rows read, skipped and warned about (for metrics.json).
+        multi_label: bool. Label cells hold `|`-separated labels (multi-hot targets).
     """
 
     splits: dict | None = None
     prepared: dict | None = None
     summary: dict = dataclasses.field(default_factory=dict)
+    multi_label: bool = False
     _train_columns: tuple | None = dataclasses.field(default=None, repr=False, compare=False)
 
     @classmethod
@@ -35,15 +38,25 @@ class TrainingData:
         training; with `skip` the bad rows are left out and listed in
         `run_dir/skipped_rows.csv`. Every problem goes to `data_problems.csv`.
         """
+        multi_label = data_config.multi_label
         prepared = read_prepared(path) if Path(path).is_dir() else None
         if prepared is not None:
+            # Validation and the split depend on it, so it must match what prepare did.
+            if prepared.get("multi_label", False) != multi_label:
+                raise ConfigError(
+                    f"{path} was prepared with data.multi_label: "
+                    f"{str(prepared.get('multi_label', False)).lower()}, but this run has "
+                    f"{str(multi_label).lower()}; prepare it again with this config."
+                )
             sizes = {s: v["num_samples"] for s, v in prepared["splits"].items()}
-            return cls(prepared=prepared, summary={"prepared": str(path), "samples": sizes})
+            summary = {"prepared": str(path), "samples": sizes}
+            return cls(prepared=prepared, summary=summary, multi_label=multi_label)
         report = validate_manifest(
             path,
             data_config.encoding,
             data_config.max_pixels,
             allow_missing=data_config.allow_missing_modalities,
+            multi_label=multi_label,
         )
         report.write_csv(Path(run_dir) / "data_problems.csv")
         if report.errors and data_config.on_error == "raise":
@@ -64,19 +77,23 @@ class TrainingData:
             data_config.test_fraction,
             data_config.split_seed,
             image_digests=report.image_digests,
+            multi_label=multi_label,
         )
         summary = {
             "rows": report.num_rows,
             "skipped_rows": len(report.skipped_rows),
             "warnings": len(report.warnings),
         }
-        return cls(splits=splits, summary=summary)
+        return cls(splits=splits, summary=summary, multi_label=multi_label)
 
     @property
     def class_names(self):
+        """Sorted labels of the train split (multi-label: the union of every cell's labels)."""
         if self.prepared is not None:
-            return self.prepared["splits"]["train"]["labels"]
-        return sorted({record.label for record in self.splits["train"]})
+            cells = self.prepared["splits"]["train"]["labels"]  # distinct label cells
+        else:
+            cells = [record.label for record in self.splits["train"]]
+        return class_names_from(cells, self.multi_label)
 
     def has_split(self, split):
         if self.prepared is not None:
@@ -120,12 +137,27 @@ class TrainingData:
                     "training.class_weight: balanced instead."
                 )
             return make_prepared_dataset(
-                self.prepared, split, preprocessor, class_names, batch_size, shuffle, seed
+                self.prepared,
+                split,
+                preprocessor,
+                class_names,
+                batch_size,
+                shuffle,
+                seed,
+                multi_label=self.multi_label,
             )
         records = self.splits[split]
         if oversampled:
             records = oversample(records, seed=seed)
-        return make_dataset(records, preprocessor, class_names, batch_size, shuffle, seed)
+        return make_dataset(
+            records,
+            preprocessor,
+            class_names,
+            batch_size,
+            shuffle,
+            seed,
+            multi_label=self.multi_label,
+        )
 
 
 def prepare_tfrecords(manifest, output_dir, data_config, num_shards=8, verbose=True):
@@ -154,5 +186,11 @@ def prepare_tfrecords(manifest, output_dir, data_config, num_shards=8, verbose=T
     source = TrainingData.load(manifest, data_config, output_dir, verbose=verbose)
     if source.prepared is not None:
         raise DataError(f"{manifest} is already a prepared folder.")
-    write_tfrecords(source.splits, output_dir, num_shards=num_shards, source=manifest)
+    write_tfrecords(
+        source.splits,
+        output_dir,
+        num_shards=num_shards,
+        source=manifest,
+        multi_label=data_config.multi_label,
+    )
     return read_prepared(output_dir)

@@ -16,7 +16,7 @@ _FEATURES = {
 }
 
 
-def write_tfrecords(splits, output_dir, num_shards=8, source=""):
+def write_tfrecords(splits, output_dir, num_shards=8, source="", multi_label=False):
     """Writes each split as `num_shards` TFRecord files of raw samples.
 
     Each record holds the id, the raw text, the image file's encoded bytes
@@ -29,6 +29,8 @@ def write_tfrecords(splits, output_dir, num_shards=8, source=""):
         output_dir: str or Path. Created; must not already hold a prepared set.
         num_shards: int. Files per split (at least one per training worker).
         source: str. Recorded in `prepared.json`.
+        multi_label: bool. Whether the labels are `|`-separated sets; recorded
+            in `prepared.json` so training reads them the way they were checked.
 
     Returns:
         Path of the written `prepared.json`.
@@ -40,7 +42,12 @@ def write_tfrecords(splits, output_dir, num_shards=8, source=""):
     if (output_dir / META_FILE).exists():
         raise DataError(f"{output_dir} already holds a prepared dataset; pick a new folder.")
     output_dir.mkdir(parents=True, exist_ok=True)
-    meta = {"source": str(source), "num_shards": num_shards, "splits": {}}
+    meta = {
+        "source": str(source),
+        "num_shards": num_shards,
+        "multi_label": bool(multi_label),
+        "splits": {},
+    }
     for split, records in splits.items():
         if not records:
             continue

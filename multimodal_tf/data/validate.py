@@ -12,6 +12,7 @@ import tensorflow as tf
 from PIL import Image
 
 from multimodal_tf.config import DataConfig
+from multimodal_tf.data.labels import labels_of
 from multimodal_tf.data.manifest import scan_manifest
 from multimodal_tf.data.problems import Problem, format_problems, write_problems_csv
 from multimodal_tf.data.readers import is_plain_manifest, read_any
@@ -97,6 +98,7 @@ def validate_manifest(
     class_names=None,
     workers=8,
     allow_missing=False,
+    multi_label=False,
 ):
     """Checks every row and every image of a dataset; never raises for a bad row.
 
@@ -124,6 +126,8 @@ def validate_manifest(
         allow_missing: bool. Rows of a plain manifest may leave `text` or
             `image` empty (a sample with a missing modality) instead of that
             being an error.
+        multi_label: bool. A label cell holds `|`-separated labels; each one
+            is checked, and a cell with none (`"|"`) is an error.
 
     Returns:
         A `ValidationReport`.
@@ -143,7 +147,7 @@ def validate_manifest(
     source = Path(path).name
     image_problems, digests = check_image_files(records, source, max_pixels, workers)
     problems += image_problems
-    problems += _label_problems(records, class_names, source)
+    problems += _label_problems(records, class_names, source, multi_label)
     bad_rows = {p.row for p in problems if p.severity == "error"}
     usable = [record for record in records if record.row not in bad_rows]
     # Leakage is judged among the rows that will be used.
@@ -235,19 +239,34 @@ def _truncated(data, image_format):
     return False
 
 
-def _label_problems(records, class_names, source):
+def _label_problems(records, class_names, source, multi_label=False):
+    labels = {r.row: labels_of(r.label, multi_label) for r in records if r.label is not None}
+    problems = [
+        Problem(
+            "empty_label",
+            f"no label in {r.label!r} (labels are separated by '|')",
+            r.row,
+            r.id,
+            "label",
+            source,
+        )
+        for r in records
+        if r.row in labels and not labels[r.row]
+    ]
     if class_names is not None:
         known, why = set(class_names), f"the model knows {', '.join(map(repr, class_names))}"
         candidates = records
     else:
-        known = {r.label for r in records if r.split == "train"}
+        known = {name for r in records if r.split == "train" for name in labels.get(r.row, ())}
         why = "it never occurs in the train split, so no model can learn it"
         candidates = [r for r in records if r.split in ("val", "test")] if known else []
-    return [
-        Problem("unknown_label", f"unknown label {r.label!r}; {why}", r.row, r.id, "label", source)
-        for r in candidates
-        if r.label is not None and r.label not in known
-    ]
+    for r in candidates:
+        unknown = [name for name in labels.get(r.row, ()) if name not in known]
+        if unknown:
+            what = "unknown label" + ("s" if len(unknown) > 1 else "")
+            message = f"{what} {', '.join(map(repr, unknown))}; {why}"
+            problems.append(Problem("unknown_label", message, r.row, r.id, "label", source))
+    return problems
 
 
 def _cross_split_duplicates(records, digests, source):

@@ -7,6 +7,7 @@ import numpy as np
 import tensorflow as tf
 
 from multimodal_tf.data.dataset import read_records
+from multimodal_tf.data.labels import split_labels
 from multimodal_tf.data.manifest import read_manifest
 from multimodal_tf.data.validate import check_images
 from multimodal_tf.errors import DataError
@@ -19,6 +20,9 @@ def predict_manifest(model_dir, manifest, output, batch_size=64):
     Image files are read as raw bytes and texts passed as they are: decoding
     and standardization happen inside the SavedModel, exactly as under TF
     Serving. Rows stream through `tf.data`; a label column is optional.
+    For a multi-label model, `predicted_label` holds every class at or above
+    its threshold joined with "|" (as the SavedModel's `label` output does),
+    and `accuracy` counts rows whose whole label set is right.
 
     Args:
         model_dir: str or Path. A version folder (`saved_models/<name>/<version>`).
@@ -60,7 +64,9 @@ def predict_manifest(model_dir, manifest, output, batch_size=64):
                 values = [record.id, label] + [f"{p:.6f}" for p in np.asarray(row)]
                 if has_labels:
                     values.append(record.label)
-                    correct += label == record.label
+                    # As sets, so "surprise|joy" matches a multi-label "joy|surprise";
+                    # a single class name is a set of one.
+                    correct += split_labels(label) == split_labels(record.label)
                 writer.writerow(values)
             start += len(labels)
     summary = {"num_rows": len(records), "output": str(output)}

@@ -8,15 +8,20 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from multimodal_tf.config import RunConfig, save_config
+from multimodal_tf.config import RunConfig, load_config, save_config
 from multimodal_tf.data.balance import class_weights
 from multimodal_tf.data.dataset import make_dataset
 from multimodal_tf.data.source import TrainingData
 from multimodal_tf.data.validate import validate_manifest
-from multimodal_tf.errors import DataError
-from multimodal_tf.models.classifier import MultimodalClassifier
+from multimodal_tf.errors import ConfigError, DataError
+from multimodal_tf.models.classifier import DEFAULT_HEAD, MultimodalClassifier
 from multimodal_tf.models.preprocessor import MultimodalPreprocessor
-from multimodal_tf.training.metrics import classification_metrics, plot_confusion_matrix
+from multimodal_tf.training.metrics import (
+    classification_metrics,
+    multilabel_metrics,
+    plot_confusion_matrix,
+)
+from multimodal_tf.training.thresholds import tune_thresholds
 
 MODEL_FILE = "model.keras"
 METRICS_FILE = "metrics.json"
@@ -28,7 +33,7 @@ class TrainResult:
 
     Args:
         run_dir: Path. Holds `config.yaml`, `model.keras`, `metrics.json`,
-            `history.csv` and `confusion_matrix.png`.
+            `history.csv` and (single-label) `confusion_matrix.png`.
         model: `MultimodalClassifier`. The best model (by validation macro-F1).
         metrics: dict. `{"val": {...}, "test": {...}}` as in `metrics.json`.
     """
@@ -43,6 +48,11 @@ def train(manifest, config=None, output_dir="runs/latest", verbose=1):
 
     The vocabulary comes from training texts only and the test split is read
     once, after model selection, so the test figures are held-out figures.
+
+    With `data.multi_label`, a label cell holds `|`-separated labels: the
+    model gets a sigmoid head, and after selection its per-class thresholds
+    are tuned on `val` (`tune_thresholds`) and saved with it in `model.keras`;
+    `metrics.json` then holds `thresholds` and `multilabel_metrics` results.
 
     Args:
         manifest: str or Path. A CSV or JSONL manifest (see `read_manifest`).
@@ -60,6 +70,11 @@ def train(manifest, config=None, output_dir="runs/latest", verbose=1):
     """
     config = config or RunConfig()
     data, training = config.data, config.training
+    if data.multi_label and training.oversample:
+        raise ConfigError(
+            "training.oversample repeats rows of the smaller classes, which a row with "
+            "several labels does not belong to; set it to false with data.multi_label: true."
+        )
     run_dir = Path(output_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     save_config(config, run_dir / "config.yaml")
@@ -74,12 +89,19 @@ def train(manifest, config=None, output_dir="runs/latest", verbose=1):
         min_frequency=data.min_frequency,
     )
     preprocessor.adapt(source.train_texts())
-    model = build_model(config.model, class_names, preprocessor)
+    model = build_model(config.model, class_names, preprocessor, multi_label=data.multi_label)
     model.compile(learning_rate=training.learning_rate, weight_decay=training.weight_decay)
 
     weights = None
     if training.class_weight == "balanced" and not training.oversample:
-        weights = class_weights(source.train_labels(), class_names)
+        if not data.multi_label:
+            weights = class_weights(source.train_labels(), class_names)
+        else:
+            print(
+                "training.class_weight: balanced does not apply with data.multi_label (Keras "
+                "class_weight weights one class per row, not multi-hot targets); training "
+                "without class weights."
+            )
 
     def dataset(split, shuffle=False):
         return source.dataset(
@@ -120,20 +142,27 @@ def train(manifest, config=None, output_dir="runs/latest", verbose=1):
         "class_weight": weights,
         "data": source.summary,
     }
+    if data.multi_label:
+        # Chosen on val only; saved in the head, so model.keras and exports carry them.
+        chosen = tune_thresholds(model, dataset("val"))[DEFAULT_HEAD]
+        model.save(run_dir / MODEL_FILE)
+        chosen = [round(float(threshold), 6) for threshold in chosen]  # 0.45, not 0.4499999881
+        metrics["thresholds"] = dict(zip(class_names, chosen, strict=True))
     for name in ("val", "test"):
         if source.has_split(name):
             metrics[name] = evaluate_dataset(model, dataset(name))
     (run_dir / METRICS_FILE).write_text(json.dumps(metrics, indent=2) + "\n")
-    report = metrics.get("test") or metrics["val"]
-    plot_confusion_matrix(
-        report,
-        run_dir / "confusion_matrix.png",
-        title=f"{'test' if 'test' in metrics else 'val'} split",
-    )
+    if not data.multi_label:  # a confusion matrix needs one class per row
+        report = metrics.get("test") or metrics["val"]
+        plot_confusion_matrix(
+            report,
+            run_dir / "confusion_matrix.png",
+            title=f"{'test' if 'test' in metrics else 'val'} split",
+        )
     return TrainResult(run_dir, model, metrics)
 
 
-def build_model(model_config, class_names, preprocessor):
+def build_model(model_config, class_names, preprocessor, multi_label=False):
     """A `MultimodalClassifier` from the run config's `model` section.
 
     Args:
@@ -141,33 +170,51 @@ def build_model(model_config, class_names, preprocessor):
             (empty strings for "no file" become `None`).
         class_names: list of str. Label names in output order.
         preprocessor: `MultimodalPreprocessor`. Adapted on the training texts.
+        multi_label: bool. A sigmoid head with per-class thresholds (`data.multi_label`).
     """
     kwargs = dataclasses.asdict(model_config)
     for key in ("image_weights", "text_embeddings"):
         kwargs[key] = kwargs[key] or None
-    return MultimodalClassifier(class_names, preprocessor, **kwargs)
+    return MultimodalClassifier(class_names, preprocessor, multi_label=multi_label, **kwargs)
 
 
 def evaluate_dataset(model, dataset):
-    """Metrics of `model` on a labelled dataset of `(features, one_hot)` batches.
+    """Metrics of `model` on a labelled dataset of `(features, one-hot or multi-hot)` batches.
 
     True labels are read from the same batches the model sees, so the metrics
-    cannot be misaligned with the predictions.
+    cannot be misaligned with the predictions. A multi-label model's batches
+    carry multi-hot labels; a class is predicted when its probability is at
+    or above the head's threshold, and the result is `multilabel_metrics`.
 
     Args:
         model: `MultimodalClassifier`.
         dataset: `tf.data.Dataset`. As `make_dataset` builds it (no shuffling needed).
     """
+    multi_label = model.is_multi_label()
+    if multi_label:
+        thresholds = keras.ops.convert_to_numpy(model.get_layer(DEFAULT_HEAD).thresholds)
     y_true, y_pred = [], []
     for features, labels in dataset:
-        y_pred.append(model.predict_on_batch(features).argmax(axis=-1))
-        y_true.append(labels.numpy().argmax(axis=-1))
-    return classification_metrics(np.concatenate(y_true), np.concatenate(y_pred), model.class_names)
+        probabilities = model.predict_on_batch(features)
+        if multi_label:
+            y_pred.append(probabilities >= thresholds)
+            y_true.append(labels.numpy())
+        else:
+            y_pred.append(probabilities.argmax(axis=-1))
+            y_true.append(labels.numpy().argmax(axis=-1))
+    score = multilabel_metrics if multi_label else classification_metrics
+    return score(np.concatenate(y_true), np.concatenate(y_pred), model.class_names)
 
 
 def evaluate_records(model, records, batch_size=32):
-    """Metrics of `model` on labelled records (see `classification_metrics`)."""
-    dataset = make_dataset(records, model.preprocessor, model.class_names, batch_size)
+    """Metrics of `model` on labelled records (see `evaluate_dataset`)."""
+    dataset = make_dataset(
+        records,
+        model.preprocessor,
+        model.class_names,
+        batch_size,
+        multi_label=model.is_multi_label(),
+    )
     return evaluate_dataset(model, dataset)
 
 
@@ -180,23 +227,39 @@ def resolve_model_file(path):
     return model_file
 
 
-def evaluate(model_path, manifest, split="test", batch_size=32):
+def evaluate(model_path, manifest, split="test", batch_size=32, allow_missing=None):
     """Evaluates a saved `.keras` model on one split of a labelled dataset.
 
     The dataset goes through `validate_manifest` first, with the model's class
-    names, so any row it cannot score is reported by row and field.
+    names, so any row it cannot score is reported by row and field. For a
+    multi-label model, label cells are read as `|`-separated sets and the
+    head's saved thresholds decide the predictions.
 
     Args:
         model_path: str or Path. A `model.keras` file or a run directory.
         manifest: str or Path. Anything `train` accepts (not a prepared folder).
         split: str. `train`, `val`, `test` or `all`.
         batch_size: int. Samples per batch.
+        allow_missing: bool or None. Accept rows with an empty text or image;
+            `None` follows `data.allow_missing_modalities` in the run's
+            `config.yaml` (false without one).
 
     Returns:
-        The metrics dict (see `classification_metrics`).
+        The metrics dict (see `classification_metrics`, `multilabel_metrics`).
     """
-    model = keras.saving.load_model(resolve_model_file(model_path))
-    report = validate_manifest(manifest, class_names=model.class_names)
+    model_file = resolve_model_file(model_path)
+    model = keras.saving.load_model(model_file)
+    if allow_missing is None:
+        run_config = model_file.parent / "config.yaml"
+        allow_missing = run_config.is_file() and (
+            load_config(run_config).data.allow_missing_modalities
+        )
+    report = validate_manifest(
+        manifest,
+        class_names=model.class_names,
+        multi_label=model.is_multi_label(),
+        allow_missing=allow_missing,
+    )
     report.raise_for_errors()
     records = report.records
     if split != "all":

@@ -28,31 +28,87 @@ def classification_metrics(y_true, y_pred, class_names):
     np.add.at(matrix, (y_true, y_pred), 1)
     true_positives = np.diag(matrix).astype(float)
     support = matrix.sum(axis=1).astype(float)
-    predicted = matrix.sum(axis=0).astype(float)
-    precision = np.divide(true_positives, predicted, out=np.zeros(num_classes), where=predicted > 0)
-    recall = np.divide(true_positives, support, out=np.zeros(num_classes), where=support > 0)
-    denominator = precision + recall
-    f1 = np.divide(
-        2 * precision * recall, denominator, out=np.zeros(num_classes), where=denominator > 0
-    )
+    f1, per_class = _per_class(true_positives, matrix.sum(axis=0), support, class_names)
     total = max(int(support.sum()), 1)
     return {
         "num_samples": int(support.sum()),
         "accuracy": float(true_positives.sum() / total),
         "macro_f1": float(f1.mean()),
         "weighted_f1": float((f1 * support).sum() / total),
-        "per_class": {
-            name: {
-                "precision": float(precision[i]),
-                "recall": float(recall[i]),
-                "f1": float(f1[i]),
-                "support": int(support[i]),
-            }
-            for i, name in enumerate(class_names)
-        },
+        "per_class": per_class,
         "class_names": list(class_names),
         "confusion_matrix": matrix.tolist(),
     }
+
+
+def multilabel_metrics(y_true, y_pred, class_names):
+    """Multi-label metrics: per-class and averaged F1, subset accuracy and Hamming loss.
+
+    Args:
+        y_true: array [samples, classes] of 0/1. True label sets (multi-hot).
+        y_pred: array [samples, classes] of 0/1. Predicted sets (probabilities
+            at or above each class's threshold).
+        class_names: list of str. Names of the columns, in order.
+
+    Returns:
+        A JSON-ready dict with the keys of `classification_metrics` that apply:
+        `accuracy` (subset accuracy: the whole set right), `macro_f1`,
+        `weighted_f1` (by support), `per_class` (`{name: {precision, recall,
+        f1, support}}`), `class_names`, `num_samples`; and `micro_f1` (over
+        every sample-class decision) and `hamming_loss` (share of wrong
+        decisions).
+
+    Example:
+    >>> multilabel_metrics([[1, 0], [1, 1]], [[1, 0], [1, 0]], ["a", "b"])["accuracy"]
+    0.5
+    """
+    y_true = np.asarray(y_true) > 0.5
+    y_pred = np.asarray(y_pred) > 0.5
+    if y_true.shape != y_pred.shape or y_true.ndim != 2 or y_true.shape[1] != len(class_names):
+        raise ValueError(
+            f"y_true {y_true.shape} and y_pred {y_pred.shape} must both be "
+            f"[samples, {len(class_names)}] (one column per class name)."
+        )
+    true_positives = (y_true & y_pred).sum(axis=0).astype(float)
+    support = y_true.sum(axis=0).astype(float)
+    predicted = y_pred.sum(axis=0).astype(float)
+    f1, per_class = _per_class(true_positives, predicted, support, class_names)
+    # Micro-F1 is 2 TP / (2 TP + FP + FN) over all classes, and predicted + true = 2 TP + FP + FN.
+    micro_denominator = predicted.sum() + support.sum()
+    micro_f1 = 2 * true_positives.sum() / micro_denominator if micro_denominator else 0.0
+    num_samples = y_true.shape[0]
+    return {
+        "num_samples": int(num_samples),
+        "accuracy": float((y_true == y_pred).all(axis=1).mean()) if num_samples else 0.0,
+        "macro_f1": float(f1.mean()),
+        "micro_f1": float(micro_f1),
+        "weighted_f1": float((f1 * support).sum() / max(support.sum(), 1)),
+        "hamming_loss": float((y_true != y_pred).mean()) if num_samples else 0.0,
+        "per_class": per_class,
+        "class_names": list(class_names),
+    }
+
+
+def _per_class(true_positives, predicted, support, class_names):
+    """Per-class F1 (an array) and `{name: {precision, recall, f1, support}}`; 0 if undefined."""
+    true_positives, predicted, support = (
+        np.asarray(values, dtype=float) for values in (true_positives, predicted, support)
+    )
+    zeros = np.zeros(len(class_names))
+    precision = np.divide(true_positives, predicted, out=zeros.copy(), where=predicted > 0)
+    recall = np.divide(true_positives, support, out=zeros.copy(), where=support > 0)
+    denominator = precision + recall
+    f1 = np.divide(2 * precision * recall, denominator, out=zeros.copy(), where=denominator > 0)
+    per_class = {
+        name: {
+            "precision": float(precision[i]),
+            "recall": float(recall[i]),
+            "f1": float(f1[i]),
+            "support": int(support[i]),
+        }
+        for i, name in enumerate(class_names)
+    }
+    return f1, per_class
 
 
 def plot_confusion_matrix(metrics, path, title="Confusion matrix"):
