@@ -3,6 +3,7 @@
 import copy
 import csv
 import dataclasses
+import hashlib
 import io
 import json
 import shutil
@@ -14,6 +15,8 @@ from multimodal_tf.data.source import prepare_tfrecords
 from multimodal_tf.data.tfrecords import read_prepared
 from multimodal_tf.errors import ConfigError, DataError
 from multimodal_tf.training.fit import METRICS_FILE, train
+
+DIGEST_FILE = "source.sha256"
 
 UNIMODAL_VARIANTS = {"text_only": ("text",), "image_only": ("image",)}
 # One fixed single-modality pooling, whatever the config's fusion: some fusions
@@ -223,6 +226,20 @@ def _flatten(values):
     }
 
 
+def _digest(source):
+    """sha256 of a manifest file; for a folder layout, of its sorted file names and sizes."""
+    digest = hashlib.sha256()
+    if source.is_file():
+        with source.open("rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    else:
+        for path in sorted(source.rglob("*")):
+            if path.is_file():
+                digest.update(f"{path.relative_to(source)}\t{path.stat().st_size}\n".encode())
+    return digest.hexdigest()
+
+
 def _prepare_once(manifest, config, output_dir, verbose):
     """The prepared folder every run trains on, with a test split checked before any training."""
     prepared = read_prepared(manifest) if Path(manifest).is_dir() else None
@@ -234,11 +251,21 @@ def _prepare_once(manifest, config, output_dir, verbose):
         source = Path(manifest).resolve()
         if prepared is None:
             prepared = prepare_tfrecords(source, folder, config.data, verbose=bool(verbose))
+            (folder / DIGEST_FILE).write_text(_digest(source) + "\n")
             created = folder
         elif Path(prepared["source"]) != source:
             raise ConfigError(
                 f"{output_dir} holds an ablation of {prepared['source']}, not {source}; "
                 "pick a new output folder."
+            )
+        elif (folder / DIGEST_FILE).is_file() and (
+            (folder / DIGEST_FILE).read_text().strip() != _digest(source)
+        ):
+            # Same path, new contents (e.g. regenerated data): resuming would mix
+            # runs on the old split with runs on the new one.
+            raise ConfigError(
+                f"{source} changed since {output_dir} was prepared from it; "
+                "pick a new output folder (or delete this one) to start over."
             )
     if "test" not in prepared["splits"]:
         if created is not None:  # useless without a test split; a rerun prepares it again

@@ -119,15 +119,15 @@ def plot_confusion_matrix(metrics, path, title="Confusion matrix"):
         path: str or Path. Where to write the PNG.
         title: str. Figure title.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    # A bare Figure, not pyplot: no backend switch and no global figure
+    # state, so a notebook that calls train() still shows its own plots.
+    from matplotlib.figure import Figure
 
     matrix = np.asarray(metrics["confusion_matrix"])
     names = metrics["class_names"]
     size = 2.5 + 0.6 * len(names)
-    figure, axes = plt.subplots(figsize=(size, size))
+    figure = Figure(figsize=(size, size))
+    axes = figure.subplots()
     axes.imshow(matrix, cmap="Blues")
     axes.set_xticks(range(len(names)), names, rotation=45, ha="right")
     axes.set_yticks(range(len(names)), names)
@@ -148,4 +148,3 @@ def plot_confusion_matrix(metrics, path, title="Confusion matrix"):
         )
     figure.tight_layout()
     figure.savefig(path, dpi=100)
-    plt.close(figure)

@@ -166,6 +166,19 @@ def test_resume_with_another_config_is_refused(tiny_manifest, tiny_config, tmp_p
     assert fake.calls == []
 
 
+def test_resume_on_changed_data_is_refused(tiny_manifest, tiny_config, tmp_path):
+    output = tmp_path / "ablation"
+    run_ablation(
+        tiny_manifest, tiny_config, 1, output, variants=["text_only"], train_fn=FakeTrain()
+    )
+    lines = tiny_manifest.read_text().splitlines()
+    tiny_manifest.write_text("\n".join(lines[:-1]) + "\n")  # one row fewer
+    fake = FakeTrain()
+    with pytest.raises(ConfigError, match="changed since"):
+        run_ablation(tiny_manifest, tiny_config, 1, output, variants=["text_only"], train_fn=fake)
+    assert fake.calls == []
+
+
 def test_no_test_split_is_a_data_error_before_training(tiny_manifest, tiny_config, tmp_path):
     no_test = tiny_manifest.with_name("no_test.csv")
     no_test.write_text(tiny_manifest.read_text().replace(",test", ",train"))
