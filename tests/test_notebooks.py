@@ -1,20 +1,90 @@
-"""The notebooks run top to bottom (the quick start is documentation a user runs)."""
+"""The notebooks run top to bottom (they are documentation a user runs)."""
 
 import os
+import re
 from pathlib import Path
 
 import nbformat
 import pytest
 from nbclient import NotebookClient
 
+from multimodal_tf.layers.fusion import FUSIONS
+
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
+# A row of the ablation table: "| fusion=concat | 0.965 ± 0.000 | 0.965 ± 0.000 | ...".
+ABLATION_ROW = re.compile(r"^\| (\S+) \| ([\d.]+) ± [\d.]+ \| ([\d.]+) ± [\d.]+ \|", re.MULTILINE)
+
+
+def notebook_outputs(notebook):
+    """Every printed stream and displayed text or Markdown of the executed notebook."""
+    parts = []
+    for cell in notebook.cells:
+        for output in cell.get("outputs", []):
+            parts.append(output.get("text", ""))
+            data = output.get("data", {})
+            parts.append(data.get("text/markdown", ""))
+    return "\n".join(parts)
+
+
+def served_minus_keras(outputs):
+    return float(outputs.split("max |served - keras| =")[1].split()[0])
+
+
+def count_figures(notebook):
+    return sum(
+        "image/png" in output.get("data", {})
+        for cell in notebook.cells
+        for output in cell.get("outputs", [])
+    )
+
+
+def check_quickstart(notebook, workdir):
+    outputs = notebook_outputs(notebook)
+    assert "test accuracy" in outputs
+    assert served_minus_keras(outputs) < 1e-5
+    assert (
+        workdir / "data" / "quickstart" / "saved_models" / "demo" / "1" / "saved_model.pb"
+    ).is_file()
+    assert os.path.isfile(workdir / "data" / "quickstart" / "model.keras")
+
+
+def check_fusion_strategies(notebook, workdir):
+    outputs = notebook_outputs(notebook)
+    rows = {variant: float(macro_f1) for variant, _, macro_f1 in ABLATION_ROW.findall(outputs)}
+    expected = ["text_only", "image_only", *(f"fusion={name}" for name in FUSIONS)]
+    assert sorted(rows) == sorted(expected)
+    assert len(rows) == 7
+    assert all(0.0 <= value <= 1.0 for value in rows.values())
+    assert (workdir / "data" / "fusion_demo" / "ablation" / "ablation.md").is_file()
+    # The sample images and the bar chart (drawn after training, which must not hide it).
+    assert count_figures(notebook) == 2
+    # The missing-modality rows went through both the Keras model and the SavedModel.
+    assert "no image" in outputs and "no text" in outputs
+    assert served_minus_keras(outputs) < 1e-5
+    version_dir = workdir / "data" / "fusion_demo" / "saved_models" / "fusion_demo" / "1"
+    assert (version_dir / "saved_model.pb").is_file()
+    assert (version_dir / "assets.extra" / "labels.txt").is_file()
+
+
+# Per notebook: the environment that shrinks it to a smoke run, and what must come out.
+NOTEBOOK_RUNS = {
+    "01_quickstart.ipynb": (
+        {"QUICKSTART_NUM_SAMPLES": "600", "QUICKSTART_EPOCHS": "3"},
+        check_quickstart,
+    ),
+    "02_fusion_strategies.ipynb": (
+        {"FUSION_NUM_SAMPLES": "300", "FUSION_EPOCHS": "2"},
+        check_fusion_strategies,
+    ),
+}
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["01_quickstart.ipynb"])
+@pytest.mark.parametrize("name", list(NOTEBOOK_RUNS))
 def test_notebook_runs(name, tmp_path, monkeypatch):
-    monkeypatch.setenv("QUICKSTART_NUM_SAMPLES", "600")
-    monkeypatch.setenv("QUICKSTART_EPOCHS", "3")
+    environment, check = NOTEBOOK_RUNS[name]
+    for key, value in environment.items():
+        monkeypatch.setenv(key, value)
     notebook = nbformat.read(NOTEBOOKS / name, as_version=4)
     NotebookClient(
         notebook,
@@ -22,13 +92,4 @@ def test_notebook_runs(name, tmp_path, monkeypatch):
         kernel_name="python3",
         resources={"metadata": {"path": str(tmp_path)}},
     ).execute()
-    outputs = "".join(
-        output.get("text", "") for cell in notebook.cells for output in cell.get("outputs", [])
-    )
-    assert "test accuracy" in outputs
-    difference = float(outputs.split("max |served - keras| =")[1].split()[0])
-    assert difference < 1e-5
-    assert (
-        tmp_path / "data" / "quickstart" / "saved_models" / "demo" / "1" / "saved_model.pb"
-    ).is_file()
-    assert os.path.isfile(tmp_path / "data" / "quickstart" / "model.keras")
+    check(notebook, tmp_path)
