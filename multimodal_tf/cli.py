@@ -166,6 +166,11 @@ def _build_parser():
     predict.add_argument("--manifest", required=True, help="CSV or JSONL: id,text,image[,label].")
     predict.add_argument("--out", default="predictions.csv", help="CSV to write.")
     predict.add_argument("--batch-size", type=int, default=64)
+    predict.add_argument(
+        "--allow-missing",
+        action="store_true",
+        help="Rows may leave text or image empty (not both); the model gets an empty string.",
+    )
     predict.set_defaults(handler=_predict)
     return parser
 
@@ -275,7 +280,13 @@ def _export(args):
 def _predict(args):
     from multimodal_tf.serving.predict import predict_manifest
 
-    summary = predict_manifest(args.model, args.manifest, args.out, batch_size=args.batch_size)
+    summary = predict_manifest(
+        args.model,
+        args.manifest,
+        args.out,
+        batch_size=args.batch_size,
+        allow_missing=args.allow_missing,
+    )
     line = f"wrote {summary['num_rows']} predictions to {summary['output']}"
     if "accuracy" in summary:
         line += f" (accuracy against the manifest's labels: {summary['accuracy']:.4f})"

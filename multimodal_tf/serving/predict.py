@@ -14,7 +14,7 @@ from multimodal_tf.errors import DataError
 from multimodal_tf.serving.export import SIGNATURE, read_labels
 
 
-def predict_manifest(model_dir, manifest, output, batch_size=64):
+def predict_manifest(model_dir, manifest, output, batch_size=64, allow_missing=False):
     """Runs an exported model's `serving_default` signature over a manifest.
 
     Image files are read as raw bytes and texts passed as they are: decoding
@@ -30,6 +30,8 @@ def predict_manifest(model_dir, manifest, output, batch_size=64):
         output: str or Path. CSV to write: `id`, `predicted_label`, one
             `probability_<class>` column per class, and `label` if known.
         batch_size: int. Rows per call of the signature.
+        allow_missing: bool. Rows may leave `text` or `image` empty (not
+            both); the SavedModel takes an empty string for either.
 
     Returns:
         dict with `num_rows` and, when the manifest has labels, `accuracy`.
@@ -43,7 +45,7 @@ def predict_manifest(model_dir, manifest, output, batch_size=64):
         raise DataError(f"{model_dir} is not a SavedModel folder (no saved_model.pb).")
     class_names = read_labels(model_dir)
     signature = tf.saved_model.load(str(model_dir)).signatures[SIGNATURE]
-    records = read_manifest(manifest, require_labels=False)
+    records = read_manifest(manifest, require_labels=False, allow_missing=allow_missing)
     check_images(records, manifest=Path(manifest).name)
     dataset = read_records(records).batch(batch_size).prefetch(tf.data.AUTOTUNE)
     has_labels = all(record.label is not None for record in records)

@@ -7,6 +7,7 @@ import pytest
 
 from multimodal_tf.cli import main
 from multimodal_tf.errors import DataError
+from multimodal_tf.serving.predict import predict_manifest
 from multimodal_tf.training.fit import evaluate, train
 from tests.conftest import image_bytes, write_manifest
 from tests.helpers import run_export_test
@@ -71,6 +72,13 @@ def test_trained_with_modality_dropout_predicts_without_image_or_text(
     assert not np.allclose(probabilities[0], probabilities[2], atol=1e-6)
     # The SavedModel takes the same empty strings and gives the same probabilities.
     run_export_test(model, texts, images, tmp_path)
-    # evaluate follows the run's config, so the same manifest evaluates.
+    # evaluate follows the run's config, so the same manifest evaluates ...
     metrics = evaluate(result.run_dir, tiny_manifest)
     assert metrics["num_samples"] == result.metrics["test"]["num_samples"]
+    # ... and batch prediction through the SavedModel takes the rows without an image or text.
+    version_dir = next((tmp_path / "served").iterdir())
+    out = tmp_path / "predictions.csv"
+    with pytest.raises(DataError, match="allow_missing_modalities"):
+        predict_manifest(version_dir, tiny_manifest, out)
+    summary = predict_manifest(version_dir, tiny_manifest, out, allow_missing=True)
+    assert summary["num_rows"] == len(rows)
