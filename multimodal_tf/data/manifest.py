@@ -276,7 +276,8 @@ def _check_row(number, row, root, manifest, seen_ids, encoding="utf-8", allow_mi
     if problems:
         return None, problems
     label = field("label") if "label" in row else None
-    return Record(number, record_id, str(row["text"]), image, label, split), []
+    text = "" if row.get("text") is None else str(row["text"])  # JSON null: no text
+    return Record(number, record_id, text, image, label, split), []
 
 
 def _undecodable(value):

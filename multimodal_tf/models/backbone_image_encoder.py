@@ -8,7 +8,7 @@ import keras
 import numpy as np
 
 from multimodal_tf.errors import ConfigError
-from multimodal_tf.models.image_encoder import BaseImageEncoder
+from multimodal_tf.models.base_image_encoder import BaseImageEncoder
 
 
 class Architecture(NamedTuple):

@@ -6,6 +6,9 @@ from keras import ops
 from multimodal_tf.layers.fusion import FUSIONS, get_fusion
 from multimodal_tf.layers.heads.classification_head import ClassificationHead
 from multimodal_tf.layers.modality_dropout import ModalityDropout
+from multimodal_tf.models.embeddings import load_word_vectors
+from multimodal_tf.models.image_encoder import get_image_encoder
+from multimodal_tf.models.text_encoder import get_text_encoder
 
 MODALITIES = ("text", "image")
 #: The output name of a single-task model (a multi-task model names its heads).
@@ -98,10 +101,6 @@ class MultimodalClassifier(keras.Model):
         _load_pretrained=True,
         **kwargs,
     ):
-        from multimodal_tf.models.embeddings import load_word_vectors
-        from multimodal_tf.models.image_encoder import get_image_encoder
-        from multimodal_tf.models.text_encoder import get_text_encoder
-
         if isinstance(preprocessor, dict):
             preprocessor = keras.layers.deserialize(preprocessor)
         modalities = tuple(modalities)

@@ -3,7 +3,7 @@
 import keras
 from keras import ops
 
-from multimodal_tf.models.text_encoder import BaseTextEncoder
+from multimodal_tf.models.base_text_encoder import BaseTextEncoder
 
 
 @keras.saving.register_keras_serializable(package="multimodal_tf")

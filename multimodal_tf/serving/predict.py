@@ -45,6 +45,12 @@ def predict_manifest(model_dir, manifest, output, batch_size=64, allow_missing=F
         raise DataError(f"{model_dir} is not a SavedModel folder (no saved_model.pb).")
     class_names = read_labels(model_dir)
     signature = tf.saved_model.load(str(model_dir)).signatures[SIGNATURE]
+    if "probabilities" not in signature.structured_outputs:
+        raise DataError(
+            f"{model_dir} is a multi-task export (outputs "
+            f"{', '.join(sorted(signature.structured_outputs))}); predict scores single-task "
+            "models. Call its serving_default signature directly."
+        )
     records = read_manifest(manifest, require_labels=False, allow_missing=allow_missing)
     check_images(records, manifest=Path(manifest).name)
     dataset = read_records(records).batch(batch_size).prefetch(tf.data.AUTOTUNE)

@@ -10,10 +10,11 @@ import shutil
 import statistics
 from pathlib import Path
 
-from multimodal_tf.config import _CHOICES, RunConfig, load_config, save_config
+from multimodal_tf.config import RunConfig, load_config, save_config
 from multimodal_tf.data.source import prepare_tfrecords
 from multimodal_tf.data.tfrecords import read_prepared
 from multimodal_tf.errors import ConfigError, DataError
+from multimodal_tf.layers.fusion import FUSIONS
 from multimodal_tf.training.fit import METRICS_FILE, train
 
 DIGEST_FILE = "source.sha256"
@@ -52,7 +53,7 @@ class AblationResult:
 
 def default_variants():
     """`text_only`, `image_only`, then `fusion=<name>` for every fusion the config allows."""
-    return (*UNIMODAL_VARIANTS, *(f"fusion={name}" for name in _CHOICES[("model", "fusion")]))
+    return (*UNIMODAL_VARIANTS, *(f"fusion={name}" for name in FUSIONS))
 
 
 def run_ablation(

@@ -34,6 +34,17 @@ def test_reads_jsonl(folder):
     assert [r.split for r in records] == ["train", None]
 
 
+def test_missing_modalities_read_as_empty_text_and_no_image(folder):
+    path = folder / "manifest.jsonl"
+    rows = [row(text=None), row(id="2", image=""), row(id="3")]
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    with pytest.raises(DataError, match="row 1.*empty text"):
+        read_manifest(path)
+    records = read_manifest(path, allow_missing=True)
+    assert records[0].text == ""  # a JSON null, not the string "None"
+    assert records[1].image is None and records[1].text == "hello"
+
+
 def test_missing_column_names_the_file_and_column(folder):
     path = write_manifest(folder, [{"id": "1", "text": "t", "image": "images/a.png"}])
     with pytest.raises(DataError, match=r"manifest.csv: missing required column\(s\) 'label'"):

@@ -6,7 +6,7 @@ import tensorflow as tf
 
 from multimodal_tf.models.classifier import MultimodalClassifier
 from multimodal_tf.models.preprocessor import MultimodalPreprocessor
-from tests.conftest import SHARED, image_bytes, requires_shared
+from tests.conftest import SHARED, image_bytes, requires_shared, write_manifest
 from tests.helpers import run_export_test, run_model_saving_test, run_serialization_test
 
 TEXTS = ["warm red fire", "cold blue ice", "red hot", "blue snow"]
@@ -190,12 +190,12 @@ def test_glove_initialises_the_embedding_and_is_not_reread_on_load(tmp_path, mon
         np.testing.assert_allclose(embeddings[vocabulary.index(word) + 2], vector, atol=1e-6)
     assert model.text_embedding_coverage == pytest.approx(len(vectors) / len(vocabulary))
     model.save(tmp_path / "model.keras")
-    import multimodal_tf.models.embeddings as embeddings_module
+    import multimodal_tf.models.classifier as classifier_module
 
     def fail(*args, **kwargs):
         raise AssertionError("GloVe file read again while loading a saved model")
 
-    monkeypatch.setattr(embeddings_module, "load_word_vectors", fail)
+    monkeypatch.setattr(classifier_module, "load_word_vectors", fail)
     import keras
 
     restored = keras.saving.load_model(tmp_path / "model.keras")
@@ -229,3 +229,12 @@ def test_multi_head_multi_label_model_trains_saves_and_serves(tmp_path):
     assert [v.decode() for v in out["colour_label"].numpy()] == ["red"] * 4
     expected = [model.class_names["temperature"][i] for i in outputs["temperature"].argmax(-1)]
     assert [v.decode() for v in out["temperature_label"].numpy()] == expected
+
+    # Batch prediction scores single-task exports and says so for this one.
+    from multimodal_tf.errors import DataError
+    from multimodal_tf.serving.predict import predict_manifest
+
+    (tmp_path / "a.png").write_bytes(IMAGES[1])
+    manifest = write_manifest(tmp_path, [{"id": "1", "text": "red", "image": "a.png"}])
+    with pytest.raises(DataError, match="multi-task export.*colour_label"):
+        predict_manifest(tmp_path / "served" / "1", manifest, tmp_path / "out.csv")

@@ -1,7 +1,8 @@
 import numpy as np
 import pytest
 
-from multimodal_tf.models.image_encoder import ImageEncoder, _pooling_matrix
+from multimodal_tf.models.base_image_encoder import _pooling_matrix
+from multimodal_tf.models.image_encoder import ImageEncoder
 from multimodal_tf.models.text_encoder import TextEncoder
 from tests.helpers import run_layer_test
 

@@ -4,14 +4,10 @@ import pytest
 import tensorflow as tf
 
 from multimodal_tf.errors import ConfigError
+from multimodal_tf.models.base_text_encoder import BaseTextEncoder
 from multimodal_tf.models.conv_text_encoder import ConvTextEncoder
 from multimodal_tf.models.embeddings import load_word_vectors
-from multimodal_tf.models.text_encoder import (
-    TEXT_ENCODERS,
-    BaseTextEncoder,
-    TextEncoder,
-    get_text_encoder,
-)
+from multimodal_tf.models.text_encoder import TEXT_ENCODERS, TextEncoder, get_text_encoder
 from multimodal_tf.models.transformer_text_encoder import TransformerTextEncoder
 from tests.conftest import SHARED, requires_shared
 from tests.helpers import run_layer_test, run_model_saving_test

@@ -113,3 +113,8 @@ def masked_max(tokens, mask):
     """Max over the real positions; zeros for a sequence with none."""
     masked = ops.where(mask[:, :, None], tokens, ops.full_like(tokens, -1e9))
     return ops.where(ops.any(mask, axis=1)[:, None], ops.max(masked, axis=1), 0.0)
+
+
+def mean_max_pool(tokens, mask):
+    """Masked mean and masked max side by side: `[batch, 2 * width]`."""
+    return ops.concatenate([masked_mean(tokens, mask), masked_max(tokens, mask)], axis=-1)

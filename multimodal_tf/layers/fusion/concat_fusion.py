@@ -3,7 +3,7 @@
 import keras
 from keras import ops
 
-from multimodal_tf.layers.fusion.base_fusion import Fusion, masked_max, masked_mean
+from multimodal_tf.layers.fusion.base_fusion import Fusion, mean_max_pool
 
 
 @keras.saving.register_keras_serializable(package="multimodal_tf")
@@ -36,8 +36,8 @@ class ConcatFusion(Fusion):
         self.mix.build((None, 2 * self.hidden_dim * self.num_modalities))
 
     def fuse(self, sequences, masks, training):
-        pooled = []
-        for sequence, mask in zip(sequences, masks, strict=True):
-            pooled += [masked_mean(sequence, mask), masked_max(sequence, mask)]
+        pooled = [
+            mean_max_pool(tokens, mask) for tokens, mask in zip(sequences, masks, strict=True)
+        ]
         features = self.dropout(ops.concatenate(pooled, axis=-1), training=training)
         return self.mix(features)

@@ -3,7 +3,7 @@
 import keras
 from keras import ops
 
-from multimodal_tf.layers.fusion.base_fusion import Fusion, masked_max, masked_mean
+from multimodal_tf.layers.fusion.base_fusion import Fusion, mean_max_pool
 
 
 @keras.saving.register_keras_serializable(package="multimodal_tf")
@@ -47,10 +47,8 @@ class GatedFusion(Fusion):
 
     def fuse(self, sequences, masks, training):
         pooled = [
-            self.dropout(
-                ops.concatenate([masked_mean(s, m), masked_max(s, m)], axis=-1), training=training
-            )
-            for s, m in zip(sequences, masks, strict=True)
+            self.dropout(mean_max_pool(sequence, mask), training=training)
+            for sequence, mask in zip(sequences, masks, strict=True)
         ]
         candidates = [dense(x) for dense, x in zip(self.candidates, pooled, strict=True)]
         candidates = ops.stack(candidates, axis=1)

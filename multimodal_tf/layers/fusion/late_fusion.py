@@ -3,7 +3,7 @@
 import keras
 from keras import ops
 
-from multimodal_tf.layers.fusion.base_fusion import Fusion, masked_max, masked_mean
+from multimodal_tf.layers.fusion.base_fusion import Fusion, mean_max_pool
 
 
 @keras.saving.register_keras_serializable(package="multimodal_tf")
@@ -44,8 +44,8 @@ class LateFusion(Fusion):
     def fuse(self, sequences, masks, training):
         features = []
         for branch, sequence, mask in zip(self.branches, sequences, masks, strict=True):
-            pooled = ops.concatenate([masked_mean(sequence, mask), masked_max(sequence, mask)], -1)
-            features.append(branch(self.dropout(pooled, training=training)))
+            pooled = self.dropout(mean_max_pool(sequence, mask), training=training)
+            features.append(branch(pooled))
         return ops.stack(features, axis=1)
 
     def compute_output_shape(self, input_shape):
