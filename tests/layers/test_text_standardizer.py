@@ -1,3 +1,4 @@
+import pytest
 import tensorflow as tf
 
 from multimodal_tf.layers.preprocessing.text_standardizer import TextStandardizer
@@ -11,8 +12,32 @@ def standardize(texts, **kwargs):
 
 def test_cleans_tweet_like_text():
     assert standardize(["RT @bob: LOVE this!!! https://t.co/xYz #Happy #gym"]) == [
-        "rt xuser love this xurl happy gym"
+        "rt xuser love this ! xurl happy gym"
     ]
+
+
+def test_social_media_rules():
+    texts = [
+        "#LegDay was soooo goood!!!??",  # hashtag split, repeats squeezed, ! and ? kept once
+        "I\u2019m at 3:30, 100 times, not 2day or b4",  # curly apostrophe, numbers
+        "'quoted' rock'n'roll -- ok",  # only word-internal apostrophes survive
+        "love it\U0001f60d\U0001f60d",  # each emoji is a token
+    ]
+    assert standardize(texts) == [
+        "leg day was soo good ! ?",
+        "i'm at xnum xnum times not 2day or b4",
+        "quoted rock'n'roll ok",
+        "love it \U0001f60d \U0001f60d",
+    ]
+
+
+def test_norm_table_replaces_whole_tokens_in_graph():
+    layer = TextStandardizer(norm_table={"don't": "do not", "cuz": "because"})
+    out = layer(tf.constant(["Don't go cuz cuzzy", "", "dont"])).numpy().tolist()
+    assert out == [b"do not go because cuzzy", b"", b"dont"]
+    assert layer(tf.constant("CUZ")).numpy() == b"because"
+    with pytest.raises(ValueError, match="single non-empty tokens"):
+        TextStandardizer(norm_table={"two words": "x"})
 
 
 def test_unicode_is_lowercased_and_kept():
@@ -20,11 +45,15 @@ def test_unicode_is_lowercased_and_kept():
 
 
 def test_empty_and_punctuation_only_text_become_empty():
-    assert standardize(["", "!!! ???"]) == ["", ""]
+    assert standardize(["", "... --- ,,,", "!!! ???"]) == ["", "", "! ?"]
+    assert standardize(["!!! ???"], keep_symbols=False) == [""]
 
 
 def test_options_can_be_switched_off():
     assert standardize(["Hi @Bob"], lowercase=False, replace_mentions=False) == ["Hi Bob"]
+    assert standardize(
+        ["#LegDay 12 sooo"], split_hashtags=False, replace_numbers=False, squeeze_repeats=False
+    ) == ["legday 12 sooo"]
 
 
 def test_scalar_input_in_tf_data():
@@ -34,3 +63,4 @@ def test_scalar_input_in_tf_data():
 
 def test_layer_and_config():
     run_layer_test(TextStandardizer, {"replace_urls": False}, tf.constant(["a", "b"]), (2,))
+    run_layer_test(TextStandardizer, {"norm_table": {"u": "you"}}, tf.constant(["u", "b"]), (2,))
