@@ -64,6 +64,11 @@ class MultimodalClassifier(keras.Model):
             match the weights file (e.g. 0.35).
         text_embeddings: str or None. A GloVe-format vectors file that
             initialises the token embeddings (words matched to the vocabulary).
+        token_dropout: float. For the `"bag"` text encoder: fraction of
+            n-grams hidden from each training text.
+        image_augmentation: bool. Random flips, shifts, zooms and contrast
+            on training images only (Keras preprocessing layers, identity at
+            inference and in the export).
 
     Example:
     >>> preprocessor = MultimodalPreprocessor(sequence_length=8, image_size=(32, 32))
@@ -98,6 +103,8 @@ class MultimodalClassifier(keras.Model):
         trainable_backbone=False,
         backbone_alpha=1.0,
         text_embeddings=None,
+        token_dropout=0.0,
+        image_augmentation=False,
         _load_pretrained=True,
         **kwargs,
     ):
@@ -126,6 +133,7 @@ class MultimodalClassifier(keras.Model):
                     lstm_units=lstm_units,
                     name="text_encoder",
                     **({"num_heads": num_heads} if text_layer == "transformer" else {}),
+                    **({"token_dropout": token_dropout} if text_layer == "bag" else {}),
                 )
         if "image" in modalities:
             image_layer = _layer(image_encoder)
@@ -166,7 +174,7 @@ class MultimodalClassifier(keras.Model):
                 (preprocessor.sequence_length,), dtype="int32", name="token_ids"
             )
             inputs["token_ids"] = token_ids
-            text_mask = ops.not_equal(token_ids, 0)
+            text_mask = text_layer.compute_mask(token_ids)
             sequences.append(text_layer(token_ids))
             masks.append(text_mask)
             # Text that standardizes to no tokens at all counts as absent.
@@ -176,6 +184,8 @@ class MultimodalClassifier(keras.Model):
             image_present = keras.Input((), dtype="float32", name="image_present")
             inputs["image"] = image
             inputs["image_present"] = image_present
+            if image_augmentation:
+                image = _image_augmenter()(image)
             image_tokens = image_layer(image)
             sequences.append(image_tokens)
             masks.append(ops.ones_like(image_tokens[:, :, 0], dtype="bool"))
@@ -209,6 +219,8 @@ class MultimodalClassifier(keras.Model):
         self.trainable_backbone = trainable_backbone
         self.backbone_alpha = backbone_alpha
         self.text_embeddings = text_embeddings
+        self.token_dropout = token_dropout
+        self.image_augmentation = image_augmentation
         self.text_embedding_coverage = None
         if text_embeddings and _load_pretrained and text_layer is not None:
             matrix, found = load_word_vectors(
@@ -239,6 +251,7 @@ class MultimodalClassifier(keras.Model):
         metrics="auto",
         learning_rate=1e-3,
         weight_decay=1e-4,
+        label_smoothing=0.0,
         **kwargs,
     ):
         """Compiles with defaults that suit this task; any argument overrides them.
@@ -256,6 +269,7 @@ class MultimodalClassifier(keras.Model):
             metrics: "auto" (accuracy, macro-F1) or Keras metrics.
             learning_rate: float. Used by the "auto" optimizer.
             weight_decay: float. Used by the "auto" optimizer.
+            label_smoothing: float. Used by the "auto" losses.
             **kwargs: passed to `keras.Model.compile`.
         """
         if optimizer == "auto":
@@ -263,9 +277,9 @@ class MultimodalClassifier(keras.Model):
         names = self.head_names
         if loss == "auto":
             loss = {
-                name: keras.losses.BinaryCrossentropy()
+                name: keras.losses.BinaryCrossentropy(label_smoothing=label_smoothing)
                 if self.is_multi_label(name)
-                else keras.losses.CategoricalCrossentropy()
+                else keras.losses.CategoricalCrossentropy(label_smoothing=label_smoothing)
                 for name in names
             }
         if metrics == "auto":
@@ -323,6 +337,8 @@ class MultimodalClassifier(keras.Model):
             "trainable_backbone": self.trainable_backbone,
             "backbone_alpha": self.backbone_alpha,
             "text_embeddings": self.text_embeddings,
+            "token_dropout": self.token_dropout,
+            "image_augmentation": self.image_augmentation,
         }
 
     @classmethod
@@ -331,6 +347,19 @@ class MultimodalClassifier(keras.Model):
         # or backbone weights again would be wasted work, or fail on a machine
         # without the file. The config still records where they came from.
         return cls(**config, _load_pretrained=False)
+
+
+def _image_augmenter():
+    """Training-only: Keras' random image layers pass images through at inference."""
+    return keras.Sequential(
+        [
+            keras.layers.RandomFlip("horizontal"),
+            keras.layers.RandomTranslation(0.1, 0.1, fill_mode="reflect"),
+            keras.layers.RandomZoom((-0.1, 0.1), fill_mode="reflect"),
+            keras.layers.RandomContrast(0.1),
+        ],
+        name="image_augmentation",
+    )
 
 
 def _heads(class_names):

@@ -1,6 +1,7 @@
 """Raw text + encoded image bytes -> model tensors, inside the TF graph."""
 
 import collections
+import math
 
 import keras
 import tensorflow as tf
@@ -10,6 +11,31 @@ from multimodal_tf.layers.preprocessing.text_standardizer import TextStandardize
 
 PAD_TOKEN = ""
 OOV_TOKEN = "[UNK]"
+TEXT_FEATURES = ("words", "ngrams")
+CHAR_PREFIX = "~"  # marks character n-grams; `~` never survives standardization
+
+
+def text_feature_strings(text, features="words", char_ngrams=(2, 5)):
+    """Standardized text `[batch]` -> ragged `[batch, None]` feature strings.
+
+    `words` gives the whitespace tokens. `ngrams` gives the words, the word
+    bigrams (`"so happy"`) and the character n-grams of each word padded with
+    spaces (scikit-learn's `char_wb`, prefixed with `~`), the features of a
+    TF-IDF + logistic regression text classifier.
+    """
+    words = tf.strings.split(text)
+    if features == "words":
+        return words
+    bigrams = tf.strings.ngrams(words, 2, separator=" ")
+    padded = tf.strings.join([CHAR_PREFIX + " ", words.flat_values, " "])
+    chars = tf.strings.unicode_split(padded, "UTF-8")[:, 1:]  # prefix char split off
+    low, high = char_ngrams
+    grams = tf.concat(
+        [tf.strings.ngrams(chars, width, separator="") for width in range(low, high + 1)], axis=1
+    )
+    grams = grams.with_flat_values(tf.strings.join([CHAR_PREFIX, grams.flat_values]))
+    grams = words.with_flat_values(grams).merge_dims(1, 2)
+    return tf.concat([words, bigrams, grams], axis=1)
 
 
 @keras.saving.register_keras_serializable(package="multimodal_tf")
@@ -22,14 +48,22 @@ class MultimodalPreprocessor(keras.layers.Layer):
     vocabulary is built beforehand by `adapt()` and stored in the config.
 
     Args:
-        vocabulary: list of str or None. Tokens in index order, without the
-            padding and out-of-vocabulary tokens (indices 0 and 1). `None`
-            until `adapt()` is called.
-        sequence_length: int. Token ids are padded or truncated to this length.
+        vocabulary: list of str or None. Tokens (features) in index order,
+            without the padding and out-of-vocabulary tokens (ids 0 and 1).
+            `None` until `adapt()` is called.
+        sequence_length: int or None. Token ids are padded or truncated to
+            this length; `None` lets `adapt()` choose the 99th percentile of
+            the training texts' lengths (rounded up to a multiple of 8).
         image_size: tuple of two ints. Decoded images are resized to this.
         max_vocabulary_size: int. `adapt()` keeps at most this many tokens
             (padding and OOV included).
         min_frequency: int. `adapt()` drops tokens seen fewer times than this.
+        text_features: str. `"words"`: word ids in text order, for sequence
+            encoders (LSTM, CNN, Transformer). `"ngrams"`: ids of words, word
+            bigrams and character 2-5-grams (see `text_feature_strings`), for
+            the bag-of-n-grams encoder; unknown n-grams are dropped.
+        norm_table: dict or None. spaCy-built `{token: replacement}` table of
+            the `TextStandardizer`; `adapt(..., spacy_norms=True)` builds it.
 
     Example:
     >>> preprocessor = MultimodalPreprocessor(sequence_length=4, image_size=(8, 8))
@@ -48,30 +82,35 @@ class MultimodalPreprocessor(keras.layers.Layer):
         image_size=(64, 64),
         max_vocabulary_size=20000,
         min_frequency=2,
+        text_features="words",
+        norm_table=None,
         **kwargs,
     ):
         kwargs.setdefault("trainable", False)
         super().__init__(**kwargs)
+        if text_features not in TEXT_FEATURES:
+            raise ValueError(
+                f"`text_features` must be one of {TEXT_FEATURES}; received {text_features!r}."
+            )
         # === Layers ===
-        self.text_standardizer = TextStandardizer(name="text_standardizer")
-        self.text_vectorizer = keras.layers.TextVectorization(
-            standardize=None,
-            split="whitespace",
-            output_mode="int",
-            output_sequence_length=sequence_length,
-            name="text_vectorizer",
-        )
+        self.text_standardizer = TextStandardizer(norm_table=norm_table, name="text_standardizer")
+        self.token_lookup = None
         self.image_decoder = ImageDecoder(image_size=image_size, name="image_decoder")
         # === Config ===
         self.vocabulary = None
-        self.sequence_length = int(sequence_length)
+        self.sequence_length = None if sequence_length is None else int(sequence_length)
         self.image_size = tuple(int(size) for size in image_size)
         self.max_vocabulary_size = int(max_vocabulary_size)
         self.min_frequency = int(min_frequency)
+        self.text_features = text_features
         if vocabulary is not None:
             self.set_vocabulary(vocabulary)
-        # No weights: the only state is the vocabulary table.
+        # No weights: the only state is the vocabulary and norm tables.
         self.built = True
+
+    @property
+    def norm_table(self):
+        return self.text_standardizer.norm_table
 
     @property
     def vocabulary_size(self):
@@ -87,45 +126,72 @@ class MultimodalPreprocessor(keras.layers.Layer):
                 f"`vocabulary` must not contain the padding token {PAD_TOKEN!r} "
                 f"or the OOV token {OOV_TOKEN!r}; they are added at ids 0 and 1."
             )
-        self.text_vectorizer.set_vocabulary(vocabulary)
+        self.token_lookup = keras.layers.StringLookup(
+            vocabulary=vocabulary,
+            mask_token=PAD_TOKEN,
+            oov_token=OOV_TOKEN,
+            num_oov_indices=1,
+            name="token_lookup",
+        )
         self.vocabulary = vocabulary
 
-    def adapt(self, texts, min_frequency=None, batch_size=256):
-        """Builds the vocabulary from training texts (never from val/test).
+    def features(self, text):
+        """Standardized features of raw text `[batch]`: ragged `[batch, None]` strings."""
+        return text_feature_strings(self.text_standardizer(text), self.text_features)
+
+    def adapt(self, texts, min_frequency=None, batch_size=256, spacy_norms=False):
+        """Builds the vocabulary (and sequence length) from training texts only.
 
         Args:
             texts: iterable of str or a `tf.data.Dataset` of scalar strings.
             min_frequency: int or None. Overrides the constructor's value.
             batch_size: int. Texts standardized per step.
+            spacy_norms: bool. First build the standardizer's `norm_table`
+                with spaCy (`build_norm_table`) from the training tokens.
         """
         if min_frequency is not None:
             self.min_frequency = int(min_frequency)
         if not isinstance(texts, tf.data.Dataset):
             texts = tf.data.Dataset.from_tensor_slices(tf.constant(list(texts), dtype=tf.string))
-        standardized = texts.batch(batch_size).map(
-            self.text_standardizer, num_parallel_calls=tf.data.AUTOTUNE
-        )
+        batches = texts.batch(batch_size)
+        if spacy_norms:
+            from multimodal_tf.layers.preprocessing.spacy_tables import build_norm_table
+
+            self.text_standardizer.set_norm_table(None)
+            tokens = set()
+            for batch in batches.map(self.text_standardizer).as_numpy_iterator():
+                for text in batch:
+                    tokens.update(text.decode("utf-8").split())
+            self.text_standardizer.set_norm_table(build_norm_table(sorted(tokens)))
         counts = collections.Counter()
-        for batch in standardized.as_numpy_iterator():
-            for text in batch:
-                counts.update(text.decode("utf-8").split())
+        rows = []
+        for batch in batches.map(self.features).as_numpy_iterator():
+            for row in batch:
+                counts.update(row)
+                rows.append(row)
         kept = [(token, count) for token, count in counts.items() if count >= self.min_frequency]
         # Most frequent first, ties broken alphabetically so that runs repeat.
         kept.sort(key=lambda item: (-item[1], item[0]))
-        self.set_vocabulary([token for token, _ in kept[: self.max_vocabulary_size - 2]])
+        kept = kept[: self.max_vocabulary_size - 2]
+        self.set_vocabulary([token.decode("utf-8") for token, _ in kept])
+        if self.sequence_length is None:
+            self.sequence_length = _auto_length(rows, {token for token, _ in kept})
 
     def call(self, inputs):
         outputs = {}
         if "text" in inputs:
-            text = self.text_standardizer(inputs["text"])
-            # Vectorize as a batch even for one sample: on a scalar, text that
-            # standardizes to nothing would give 0 ids instead of sequence_length.
+            if self.token_lookup is None or self.sequence_length is None:
+                raise ValueError("The vocabulary is not set: call `adapt()` first.")
+            text = tf.convert_to_tensor(inputs["text"], dtype=tf.string)
+            # Work on a batch even for one sample; ragged rows then pad alike.
             is_scalar = text.shape.rank == 0
-            token_ids = self.text_vectorizer(text[None] if is_scalar else text)
-            token_ids = tf.cast(token_ids[0] if is_scalar else token_ids, tf.int32)
-            outputs["token_ids"] = tf.ensure_shape(
-                token_ids, [self.sequence_length] if is_scalar else [None, self.sequence_length]
+            token_ids = self.token_lookup(self.features(text[None] if is_scalar else text))
+            if self.text_features == "ngrams":  # most unknown n-grams are noise
+                token_ids = tf.ragged.boolean_mask(token_ids, token_ids != 1)
+            token_ids = tf.cast(token_ids, tf.int32).to_tensor(
+                default_value=0, shape=[None, self.sequence_length]
             )
+            outputs["token_ids"] = token_ids[0] if is_scalar else token_ids
         if "image" in inputs:
             image = tf.convert_to_tensor(inputs["image"], dtype=tf.string)
             outputs["image"] = self.image_decoder(image)
@@ -141,6 +207,15 @@ class MultimodalPreprocessor(keras.layers.Layer):
                 "image_size": self.image_size,
                 "max_vocabulary_size": self.max_vocabulary_size,
                 "min_frequency": self.min_frequency,
+                "text_features": self.text_features,
+                "norm_table": self.norm_table,
             }
         )
         return config
+
+
+def _auto_length(rows, kept):
+    """99th percentile of in-vocabulary features per row, rounded up to a multiple of 8."""
+    lengths = sorted(sum(token in kept for token in row) for row in rows) or [1]
+    length = lengths[min(len(lengths) - 1, math.ceil(0.99 * len(lengths)) - 1)]
+    return max(8, -(-length // 8) * 8)

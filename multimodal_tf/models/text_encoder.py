@@ -2,11 +2,24 @@
 
 import keras
 
+from multimodal_tf.models.bag_text_encoder import BagOfNgramsEncoder
 from multimodal_tf.models.base_text_encoder import BaseTextEncoder
 from multimodal_tf.models.conv_text_encoder import ConvTextEncoder
 from multimodal_tf.models.transformer_text_encoder import TransformerTextEncoder
 
-TEXT_ENCODERS = ("lstm", "bilstm", "gru", "cnn", "transformer")
+TEXT_ENCODERS = ("bag", "lstm", "bilstm", "gru", "cnn", "transformer")
+
+
+def text_features_for(name):
+    """The `MultimodalPreprocessor(text_features=...)` the encoder called `name` reads.
+
+    Example:
+    >>> text_features_for("bag"), text_features_for("lstm")
+    ('ngrams', 'words')
+    """
+    return "ngrams" if name == "bag" else "words"
+
+
 RNN_TYPES = ("lstm", "gru")
 
 
@@ -116,6 +129,8 @@ def get_text_encoder(
     if name in ("lstm", "bilstm", "gru"):
         rnn = "gru" if name == "gru" else "lstm"
         return TextEncoder(lstm_units=lstm_units, rnn=rnn, bidirectional=name == "bilstm", **common)
+    if name == "bag":
+        return BagOfNgramsEncoder(**common)
     if name == "cnn":
         return ConvTextEncoder(**common)
     if name == "transformer":

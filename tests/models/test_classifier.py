@@ -24,7 +24,12 @@ GLOVE = SHARED / "weights" / "glove.6B.100d.top2717.txt"
 
 
 def tiny_model(modalities=("text", "image"), class_names=("warm", "cold"), image_size=16, **kwargs):
-    preprocessor = MultimodalPreprocessor(sequence_length=4, image_size=(image_size, image_size))
+    text_features = "ngrams" if kwargs.get("text_encoder") == "bag" else "words"
+    preprocessor = MultimodalPreprocessor(
+        sequence_length=4 if text_features == "words" else 64,
+        image_size=(image_size, image_size),
+        text_features=text_features,
+    )
     preprocessor.adapt(TEXTS, min_frequency=1)
     settings = dict(
         embedding_dim=4,
@@ -112,6 +117,7 @@ def test_text_with_no_known_token_still_gives_probabilities():
 # three shared helpers (config round trip, .keras round trip, SavedModel parity).
 PARTS = [
     ("concat", "cnn"),
+    ("attention", "bag"),
     ("attention", "lstm"),
     ("cross_attention", "transformer"),
     ("gated", "gru"),
@@ -121,7 +127,13 @@ PARTS = [
 
 @pytest.mark.parametrize("fusion, text_encoder", PARTS)
 def test_every_fusion_and_text_encoder_saves_and_serves(fusion, text_encoder, tmp_path):
-    model = tiny_model(fusion=fusion, text_encoder=text_encoder, modality_dropout=0.2)
+    model = tiny_model(
+        fusion=fusion,
+        text_encoder=text_encoder,
+        modality_dropout=0.2,
+        token_dropout=0.2,
+        image_augmentation=text_encoder == "bag",  # identity in the export
+    )
     model.fit(features(model), LABELS, epochs=2, verbose=0)
     restored = run_serialization_test(model)
     assert type(restored.fusion).__name__ == type(model.fusion).__name__

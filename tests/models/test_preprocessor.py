@@ -29,7 +29,7 @@ def test_outputs_token_ids_and_image(preprocessor):
     out = preprocessor(
         {"text": tf.constant(["A RED triangle!"]), "image": tf.constant([image_bytes()])}
     )
-    assert out["token_ids"].numpy().tolist() == [[2, 3, 1, 0, 0]]  # triangle is OOV (1)
+    assert out["token_ids"].numpy().tolist() == [[2, 3, 1, 1, 0]]  # "triangle", "!" are OOV (1)
     assert out["image"].shape == (1, 8, 8, 3)
 
 
@@ -62,7 +62,51 @@ def test_unadapted_vocabulary_size_is_a_clear_error():
 
 
 def test_text_that_standardizes_to_nothing_keeps_the_sequence_length(preprocessor):
-    # Real tweets can be all punctuation and '?' (emoji lost upstream).
-    raw = {"text": ["??? !!!", "a red"], "image": [image_bytes(), image_bytes()]}
+    # Real tweets can be all punctuation.
+    raw = {"text": ["... --- ,,,", "a red"], "image": [image_bytes(), image_bytes()]}
     batched = next(iter(tf.data.Dataset.from_tensor_slices(raw).map(preprocessor).batch(2)))
     assert batched["token_ids"].numpy().tolist() == [[0, 0, 0, 0, 0], [2, 3, 0, 0, 0]]
+
+
+def test_ngram_features_are_words_bigrams_and_char_ngrams():
+    from multimodal_tf.models.preprocessor import text_feature_strings
+
+    rows = text_feature_strings(tf.constant(["so hi", ""]), "ngrams").to_list()
+    assert rows[1] == []
+    words_and_bigrams = [b"so", b"hi", b"so hi"]
+    chars = [b"~ s", b"~so", b"~o ", b"~ so", b"~so ", b"~ so "]
+    chars += [b"~ h", b"~hi", b"~i ", b"~ hi", b"~hi ", b"~ hi "]
+    assert rows[0] == words_and_bigrams + chars
+
+
+def test_ngram_preprocessor_drops_unknown_ngrams_and_chooses_its_length():
+    texts = ["red fire", "red fire hot", "blue ice", "blue ice cold"]
+    layer = MultimodalPreprocessor(sequence_length=None, image_size=(8, 8), text_features="ngrams")
+    layer.adapt(texts, min_frequency=2)
+    assert "red fire" in layer.vocabulary and "~red" in layer.vocabulary
+    assert "hot" not in layer.vocabulary  # seen once
+    # 99th percentile of in-vocabulary features per text, rounded up to a multiple of 8.
+    assert layer.sequence_length % 8 == 0 and layer.sequence_length >= 8
+    ids = layer({"text": tf.constant(["red fire zzz", "zzz"])})["token_ids"].numpy()
+    assert ids.shape == (2, layer.sequence_length)
+    assert 1 not in ids  # unknown n-grams are dropped, not mapped to OOV
+    assert (ids[1] == 0).all() and (ids[0] > 0).sum() > 3
+    restored = MultimodalPreprocessor.from_config(layer.get_config())
+    np.testing.assert_array_equal(
+        restored({"text": tf.constant(["red fire zzz"])})["token_ids"], ids[:1]
+    )
+
+
+def test_adapt_bakes_spacy_norms_into_the_graph():
+    layer = MultimodalPreprocessor(sequence_length=4, image_size=(8, 8))
+    layer.adapt(["I don't know", "dont go", "do not go"], min_frequency=1, spacy_norms=True)
+    assert layer.norm_table["don't"] == "do not"
+    assert "don't" not in layer.vocabulary and "not" in layer.vocabulary
+    restored = MultimodalPreprocessor.from_config(layer.get_config())
+    ids = restored({"text": tf.constant(["dont"])})["token_ids"].numpy().tolist()
+    assert ids == [[layer.vocabulary.index("do") + 2, layer.vocabulary.index("not") + 2, 0, 0]]
+
+
+def test_unknown_text_features_are_rejected():
+    with pytest.raises(ValueError, match="text_features.*'chars'"):
+        MultimodalPreprocessor(text_features="chars")

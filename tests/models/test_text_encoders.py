@@ -4,6 +4,7 @@ import pytest
 import tensorflow as tf
 
 from multimodal_tf.errors import ConfigError
+from multimodal_tf.models.bag_text_encoder import BagOfNgramsEncoder
 from multimodal_tf.models.base_text_encoder import BaseTextEncoder
 from multimodal_tf.models.conv_text_encoder import ConvTextEncoder
 from multimodal_tf.models.embeddings import load_word_vectors
@@ -107,6 +108,7 @@ def test_set_embeddings_builds_and_assigns(kind):
         ("bilstm", TextEncoder, {"rnn": "lstm", "bidirectional": True}),
         ("gru", TextEncoder, {"rnn": "gru", "bidirectional": False}),
         ("cnn", ConvTextEncoder, {"embedding_dim": 8}),
+        ("bag", BagOfNgramsEncoder, {"embedding_dim": 8, "token_dropout": 0.0}),
         ("transformer", TransformerTextEncoder, {"hidden_dim": 6, "dropout_rate": 0.1}),
     ],
 )
@@ -119,7 +121,7 @@ def test_get_text_encoder(name, expected_cls, expected):
 
 
 def test_get_text_encoder_names_the_layer_and_passes_instances_through():
-    assert set(TEXT_ENCODERS) == {"lstm", "bilstm", "gru", "cnn", "transformer"}
+    assert set(TEXT_ENCODERS) == {"bag", "lstm", "bilstm", "gru", "cnn", "transformer"}
     encoder = get_text_encoder("transformer", VOCABULARY_SIZE, name="text_encoder", num_heads=2)
     assert (encoder.name, encoder.num_heads) == ("text_encoder", 2)
     assert get_text_encoder(encoder, VOCABULARY_SIZE) is encoder
@@ -127,7 +129,8 @@ def test_get_text_encoder_names_the_layer_and_passes_instances_through():
 
 
 def test_bad_encoder_arguments_are_rejected():
-    with pytest.raises(ValueError, match="'rnnn'.*'lstm', 'bilstm', 'gru', 'cnn', 'transformer'"):
+    expected = "'rnnn'.*'bag', 'lstm', 'bilstm', 'gru', 'cnn', 'transformer'"
+    with pytest.raises(ValueError, match=expected):
         get_text_encoder("rnnn", VOCABULARY_SIZE)
     with pytest.raises(ValueError, match="'lstm', 'gru'.*'rnn'"):
         TextEncoder(VOCABULARY_SIZE, rnn="rnn")
@@ -213,3 +216,22 @@ def test_load_real_glove_vectors_into_an_encoder():
     encoder = TextEncoder(5, embedding_dim=100, lstm_units=4, hidden_dim=4)
     encoder.set_embeddings(matrix)
     np.testing.assert_array_equal(encoder.embedding.embeddings, matrix)
+
+
+def test_bag_of_ngrams_gives_one_token_per_text():
+    kwargs = {"vocabulary_size": VOCABULARY_SIZE, "embedding_dim": 4, "hidden_dim": HIDDEN_DIM}
+    layer, _ = run_layer_test(BagOfNgramsEncoder, kwargs, TOKEN_IDS, (3, 1, HIDDEN_DIM))
+    empty = np.array([[0, 0], [2, 0]], "int32")
+    np.testing.assert_array_equal(layer.compute_mask(empty), [[False], [True]])
+    assert np.isfinite(layer(empty)).all()
+    # A bag: order and padding do not matter.
+    np.testing.assert_allclose(
+        layer(np.array([[2, 3, 4, 0]])), layer(np.array([[4, 0, 3, 2]])), atol=1e-6
+    )
+
+
+def test_bag_token_dropout_only_while_training():
+    encoder = BagOfNgramsEncoder(VOCABULARY_SIZE, 4, HIDDEN_DIM, token_dropout=0.5, seed=1)
+    ids = np.tile(np.arange(2, 12, dtype="int32"), (4, 1))
+    np.testing.assert_allclose(encoder(ids), encoder(ids), atol=0)
+    assert not np.allclose(encoder(ids, training=True), encoder(ids))

@@ -1,0 +1,75 @@
+"""N-gram ids -> one text token: a fastText-style bag of n-grams (the fast CPU default)."""
+
+import keras
+from keras import ops
+
+from multimodal_tf.models.base_text_encoder import BaseTextEncoder
+
+
+@keras.saving.register_keras_serializable(package="multimodal_tf")
+class BagOfNgramsEncoder(BaseTextEncoder):
+    """`Embedding` of word, bigram and character n-gram ids -> a pooled sum -> one token.
+
+    The neural form of TF-IDF + logistic regression: each n-gram id (from a
+    `MultimodalPreprocessor(text_features="ngrams")`) has an embedding, a text
+    is the sum of its n-grams' embeddings divided by the square root of their
+    count (so long and short texts weigh alike, like TF-IDF's L2 norm), and a
+    dense projection gives one `[batch, 1, hidden_dim]` token. On a few
+    thousand short posts it beats the recurrent encoders and costs a gather
+    and a sum. `token_dropout` hides each n-gram of a training text at random.
+
+    Args:
+        vocabulary_size: int. Size of the n-gram id space (padding and OOV included).
+        embedding_dim: int. Width of the n-gram embeddings.
+        hidden_dim: int. Width of the output token.
+        dropout_rate: float. Dropout on the pooled vector during training.
+        token_dropout: float. Fraction of n-grams hidden from each training text.
+        seed: int or None. Seed of the token dropout.
+
+    Example:
+    >>> encoder = BagOfNgramsEncoder(vocabulary_size=10, embedding_dim=4, hidden_dim=8)
+    >>> tuple(encoder(np.array([[2, 3, 0], [0, 0, 0]])).shape)
+    (2, 1, 8)
+    """
+
+    def __init__(
+        self,
+        vocabulary_size,
+        embedding_dim=64,
+        hidden_dim=64,
+        dropout_rate=0.0,
+        token_dropout=0.0,
+        seed=None,
+        **kwargs,
+    ):
+        super().__init__(vocabulary_size, embedding_dim, hidden_dim, dropout_rate, **kwargs)
+        # === Config ===
+        self.token_dropout = token_dropout
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+
+    def build_encoder(self, embedded_shape):
+        return (embedded_shape[0], self.embedding_dim)
+
+    def call(self, token_ids, training=None):
+        mask = ops.not_equal(token_ids, 0)
+        if training and self.token_dropout > 0:
+            keep = keras.random.uniform(ops.shape(token_ids), seed=self.seed_generator)
+            mask = ops.logical_and(mask, keep >= self.token_dropout)
+        weights = ops.cast(mask, self.compute_dtype)[..., None]
+        total = ops.sum(self.embedding(token_ids) * weights, axis=1)
+        pooled = total / ops.sqrt(ops.maximum(ops.sum(weights, axis=1), 1.0))
+        pooled = self.dropout(pooled, training=training)
+        return self.projection(pooled)[:, None, :]
+
+    def compute_mask(self, token_ids, mask=None):
+        # The one token is present when the text has any known n-gram.
+        return ops.any(ops.not_equal(token_ids, 0), axis=1, keepdims=True)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], 1, self.hidden_dim)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"token_dropout": self.token_dropout, "seed": self.seed})
+        return config
