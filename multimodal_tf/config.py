@@ -20,7 +20,8 @@ class DataConfig:
     """How manifest rows become tensors (the preprocessor's arguments) and batches."""
 
     image_size: tuple = (64, 64)
-    sequence_length: int = 32
+    sequence_length: int = 32  # 0: the 99th percentile of the training texts' lengths
+    spacy_norms: bool = True
     max_vocabulary_size: int = 20000
     min_frequency: int = 2
     batch_size: int = 32
@@ -54,6 +55,8 @@ class ModelConfig:
     grid_size: int = 4
     num_heads: int = 4
     dropout_rate: float = 0.1
+    token_dropout: float = 0.1
+    image_augmentation: bool = False
 
 
 @dataclasses.dataclass
@@ -63,6 +66,8 @@ class TrainingConfig:
     epochs: int = 30
     learning_rate: float = 2e-3
     weight_decay: float = 1e-4
+    label_smoothing: float = 0.0
+    lr_schedule: str = "constant"
     early_stopping_patience: int = 8
     class_weight: str = "balanced"
     oversample: bool = False
@@ -115,9 +120,10 @@ class RunConfig:
 
 _CHOICES = {
     ("data", "on_error"): ("raise", "skip"),
-    ("training", "class_weight"): ("balanced", "none"),
+    ("training", "class_weight"): ("balanced", "sqrt", "none"),
+    ("training", "lr_schedule"): ("cosine", "constant"),
     ("model", "fusion"): ("concat", "attention", "cross_attention", "gated", "late"),
-    ("model", "text_encoder"): ("lstm", "bilstm", "gru", "cnn", "transformer"),
+    ("model", "text_encoder"): ("bag", "lstm", "bilstm", "gru", "cnn", "transformer"),
     ("model", "image_encoder"): (
         "conv",
         "mobilenet_v2",

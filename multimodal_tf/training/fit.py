@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+import math
 import time
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from multimodal_tf.data.validate import validate_manifest
 from multimodal_tf.errors import ConfigError, DataError
 from multimodal_tf.models.classifier import DEFAULT_HEAD, MultimodalClassifier
 from multimodal_tf.models.preprocessor import MultimodalPreprocessor
+from multimodal_tf.models.text_encoder import text_features_for
 from multimodal_tf.training.metrics import (
     classification_metrics,
     multilabel_metrics,
@@ -83,24 +85,31 @@ def train(manifest, config=None, output_dir="runs/latest", verbose=1):
     class_names = source.class_names
     keras.utils.set_random_seed(training.seed)
     preprocessor = MultimodalPreprocessor(
-        sequence_length=data.sequence_length,
+        sequence_length=data.sequence_length or None,
         image_size=data.image_size,
         max_vocabulary_size=data.max_vocabulary_size,
         min_frequency=data.min_frequency,
+        text_features=text_features_for(config.model.text_encoder),
     )
-    preprocessor.adapt(source.train_texts())
+    preprocessor.adapt(source.train_texts(), spacy_norms=data.spacy_norms)
     model = build_model(config.model, class_names, preprocessor, multi_label=data.multi_label)
-    model.compile(learning_rate=training.learning_rate, weight_decay=training.weight_decay)
+    steps = math.ceil(len(source.train_labels()) / data.batch_size) * training.epochs
+    model.compile(
+        learning_rate=learning_rate(training, steps),
+        weight_decay=training.weight_decay,
+        label_smoothing=training.label_smoothing,
+    )
 
     weights = None
-    if training.class_weight == "balanced" and not training.oversample:
+    if training.class_weight != "none" and not training.oversample:
         if not data.multi_label:
-            weights = class_weights(source.train_labels(), class_names)
+            power = 0.5 if training.class_weight == "sqrt" else 1.0
+            weights = class_weights(source.train_labels(), class_names, power=power)
         else:
             print(
-                "training.class_weight: balanced does not apply with data.multi_label (Keras "
-                "class_weight weights one class per row, not multi-hot targets); training "
-                "without class weights."
+                f"training.class_weight: {training.class_weight} does not apply with "
+                "data.multi_label (Keras class_weight weights one class per row, not "
+                "multi-hot targets); training without class weights."
             )
 
     def dataset(split, shuffle=False):
@@ -160,6 +169,26 @@ def train(manifest, config=None, output_dir="runs/latest", verbose=1):
             title=f"{'test' if 'test' in metrics else 'val'} split",
         )
     return TrainResult(run_dir, model, metrics)
+
+
+def learning_rate(training, total_steps):
+    """`training.learning_rate`, constant or as a cosine decay with a linear warm-up.
+
+    The cosine schedule warms up over the first 5% of `total_steps` (at most
+    an epoch's worth matters: it keeps AdamW's first, noisy steps small) and
+    decays to 1% of the peak at the last planned step; early stopping may end
+    training before that.
+    """
+    if training.lr_schedule == "constant":
+        return training.learning_rate
+    warmup = max(1, int(0.05 * total_steps))
+    return keras.optimizers.schedules.CosineDecay(
+        0.0,
+        decay_steps=max(1, total_steps - warmup),
+        alpha=0.01,
+        warmup_target=training.learning_rate,
+        warmup_steps=warmup,
+    )
 
 
 def build_model(model_config, class_names, preprocessor, multi_label=False):
