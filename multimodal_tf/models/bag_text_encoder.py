@@ -12,8 +12,9 @@ class BagOfNgramsEncoder(BaseTextEncoder):
 
     The neural form of TF-IDF + logistic regression: each n-gram id (from a
     `MultimodalPreprocessor(text_features="ngrams")`) has an embedding, a text
-    is the sum of its n-grams' embeddings divided by the square root of their
-    count (so long and short texts weigh alike, like TF-IDF's L2 norm), and a
+    is the sum of its n-grams' embeddings, each weighted by its inverse
+    document frequency and the sum divided by the L2 norm of those weights
+    (TF-IDF's normalisation, so long and short texts weigh alike), and a
     dense projection gives one `[batch, 1, hidden_dim]` token. On a few
     thousand short posts it beats the recurrent encoders and costs a gather
     and a sum. `token_dropout` hides each n-gram of a training text at random.
@@ -25,6 +26,9 @@ class BagOfNgramsEncoder(BaseTextEncoder):
         dropout_rate: float. Dropout on the pooled vector during training.
         token_dropout: float. Fraction of n-grams hidden from each training text.
         seed: int or None. Seed of the token dropout.
+        idf_weights: list of float or None. One weight per vocabulary token
+            (ids 2...), e.g. `preprocessor.idf_weights`; `None` weighs all
+            n-grams alike. Stored as a non-trainable weight, not in the config.
 
     Example:
     >>> encoder = BagOfNgramsEncoder(vocabulary_size=10, embedding_dim=4, hidden_dim=8)
@@ -40,15 +44,31 @@ class BagOfNgramsEncoder(BaseTextEncoder):
         dropout_rate=0.0,
         token_dropout=0.0,
         seed=None,
+        idf_weights=None,
         **kwargs,
     ):
         super().__init__(vocabulary_size, embedding_dim, hidden_dim, dropout_rate, **kwargs)
+        if idf_weights is not None and len(idf_weights) != vocabulary_size - 2:
+            raise ValueError(
+                f"`idf_weights` must hold one weight per vocabulary token, "
+                f"{vocabulary_size - 2}; received {len(idf_weights)}."
+            )
+        self._idf_weights = idf_weights
         # === Config ===
         self.token_dropout = token_dropout
         self.seed = seed
         self.seed_generator = keras.random.SeedGenerator(seed)
 
     def build_encoder(self, embedded_shape):
+        initial = "ones"
+        if self._idf_weights is not None:  # padding 0, OOV 1
+            initial = keras.initializers.Constant([0.0, 1.0, *self._idf_weights])
+        self.ngram_weights = self.add_weight(
+            shape=(self.vocabulary_size,),
+            initializer=initial,
+            trainable=False,
+            name="ngram_weights",
+        )
         return (embedded_shape[0], self.embedding_dim)
 
     def call(self, token_ids, training=None):
@@ -56,9 +76,10 @@ class BagOfNgramsEncoder(BaseTextEncoder):
         if training and self.token_dropout > 0:
             keep = keras.random.uniform(ops.shape(token_ids), seed=self.seed_generator)
             mask = ops.logical_and(mask, keep >= self.token_dropout)
-        weights = ops.cast(mask, self.compute_dtype)[..., None]
+        weights = ops.take(self.ngram_weights, token_ids) * ops.cast(mask, self.compute_dtype)
+        weights = weights[..., None]
         total = ops.sum(self.embedding(token_ids) * weights, axis=1)
-        pooled = total / ops.sqrt(ops.maximum(ops.sum(weights, axis=1), 1.0))
+        pooled = total / ops.sqrt(ops.maximum(ops.sum(weights**2, axis=1), 1e-6))
         pooled = self.dropout(pooled, training=training)
         return self.projection(pooled)[:, None, :]
 

@@ -133,7 +133,11 @@ class MultimodalClassifier(keras.Model):
                     lstm_units=lstm_units,
                     name="text_encoder",
                     **({"num_heads": num_heads} if text_layer == "transformer" else {}),
-                    **({"token_dropout": token_dropout} if text_layer == "bag" else {}),
+                    **(
+                        {"token_dropout": token_dropout, "idf_weights": preprocessor.idf_weights}
+                        if text_layer == "bag"
+                        else {}
+                    ),
                 )
         if "image" in modalities:
             image_layer = _layer(image_encoder)

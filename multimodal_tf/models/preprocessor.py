@@ -64,6 +64,9 @@ class MultimodalPreprocessor(keras.layers.Layer):
             the bag-of-n-grams encoder; unknown n-grams are dropped.
         norm_table: dict or None. spaCy-built `{token: replacement}` table of
             the `TextStandardizer`; `adapt(..., spacy_norms=True)` builds it.
+        idf_weights: list of float or None. Inverse document frequency of
+            each vocabulary token, `log((1 + n) / (1 + df)) + 1` as in
+            scikit-learn; `adapt()` computes it and the bag encoder uses it.
 
     Example:
     >>> preprocessor = MultimodalPreprocessor(sequence_length=4, image_size=(8, 8))
@@ -84,6 +87,7 @@ class MultimodalPreprocessor(keras.layers.Layer):
         min_frequency=2,
         text_features="words",
         norm_table=None,
+        idf_weights=None,
         **kwargs,
     ):
         kwargs.setdefault("trainable", False)
@@ -103,6 +107,7 @@ class MultimodalPreprocessor(keras.layers.Layer):
         self.max_vocabulary_size = int(max_vocabulary_size)
         self.min_frequency = int(min_frequency)
         self.text_features = text_features
+        self.idf_weights = None if idf_weights is None else [float(w) for w in idf_weights]
         if vocabulary is not None:
             self.set_vocabulary(vocabulary)
         # No weights: the only state is the vocabulary and norm tables.
@@ -163,17 +168,21 @@ class MultimodalPreprocessor(keras.layers.Layer):
                 for text in batch:
                     tokens.update(text.decode("utf-8").split())
             self.text_standardizer.set_norm_table(build_norm_table(sorted(tokens)))
-        counts = collections.Counter()
+        counts, documents = collections.Counter(), collections.Counter()
         rows = []
         for batch in batches.map(self.features).as_numpy_iterator():
             for row in batch:
                 counts.update(row)
+                documents.update(set(row))
                 rows.append(row)
         kept = [(token, count) for token, count in counts.items() if count >= self.min_frequency]
         # Most frequent first, ties broken alphabetically so that runs repeat.
         kept.sort(key=lambda item: (-item[1], item[0]))
         kept = kept[: self.max_vocabulary_size - 2]
         self.set_vocabulary([token.decode("utf-8") for token, _ in kept])
+        self.idf_weights = [
+            round(math.log((1 + len(rows)) / (1 + documents[token])) + 1, 6) for token, _ in kept
+        ]
         if self.sequence_length is None:
             self.sequence_length = _auto_length(rows, {token for token, _ in kept})
 
@@ -209,6 +218,7 @@ class MultimodalPreprocessor(keras.layers.Layer):
                 "min_frequency": self.min_frequency,
                 "text_features": self.text_features,
                 "norm_table": self.norm_table,
+                "idf_weights": self.idf_weights,
             }
         )
         return config
