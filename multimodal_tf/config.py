@@ -25,6 +25,7 @@ class DataConfig:
     max_vocabulary_size: int = 20000
     min_frequency: int = 2
     batch_size: int = 32
+    cache_decoded_images_mb: int = 1024  # cache a split's decoded images if they fit; 0: never
     val_fraction: float = 0.1
     test_fraction: float = 0.1
     split_seed: int = 1337

@@ -18,12 +18,19 @@ def make_dataset(
     shuffle=False,
     seed=None,
     multi_label=False,
+    cache=False,
 ):
     """Streams records through the preprocessor: `(features, one_hot_label)` batches.
 
     Only paths and texts are held in memory; image files are read and decoded
     in parallel `tf.data` maps, by the same `MultimodalPreprocessor` that the
-    exported SavedModel runs on request tensors.
+    exported SavedModel runs on request tensors. With `cache=True` the
+    preprocessed samples (decoded, resized images) are kept in memory after
+    the first pass and shuffled from there: for small datasets, where decoding
+    every JPEG again each epoch costs more than the model
+    (`decoded_cache_bytes` estimates the size; `train` decides with
+    `data.cache_decoded_images_mb`). Random augmentation runs in the model,
+    so it still differs every epoch.
 
     Args:
         records: list of `Record`.
@@ -35,14 +42,30 @@ def make_dataset(
         seed: int or None. Shuffle seed.
         multi_label: bool. Labels are `|`-separated sets (`"joy|surprise"`)
             and batches carry multi-hot float vectors instead of one-hot.
+        cache: bool. Keep preprocessed samples in memory after the first epoch.
 
     Example:
     >>> dataset = make_dataset(splits["train"], model.preprocessor,  # doctest: +SKIP
     ...                        model.class_names, shuffle=True)
     >>> model.fit(dataset, epochs=3)  # doctest: +SKIP
     """
-    samples = read_records(records, class_names, shuffle, seed, multi_label)
-    return to_batches(samples, preprocessor, len(class_names or ()), batch_size)
+    num_classes = len(class_names or ())
+    if not cache:
+        samples = read_records(records, class_names, shuffle, seed, multi_label)
+        return to_batches(samples, preprocessor, num_classes, batch_size)
+    samples = read_records(records, class_names, multi_label=multi_label)
+    samples = samples.map(_preparer(preprocessor, num_classes), num_parallel_calls=AUTOTUNE)
+    samples = samples.cache()
+    if shuffle:
+        samples = samples.shuffle(len(records), seed=seed, reshuffle_each_iteration=True)
+    return samples.batch(batch_size).prefetch(AUTOTUNE)
+
+
+def decoded_cache_bytes(num_records, preprocessor):
+    """Memory that `make_dataset(..., cache=True)` holds for `num_records` samples."""
+    height, width = preprocessor.image_size
+    per_sample = height * width * 3 * 4 + (preprocessor.sequence_length or 0) * 4 + 64
+    return num_records * per_sample
 
 
 def read_records(records, class_names=None, shuffle=False, seed=None, multi_label=False):
@@ -150,7 +173,11 @@ def to_batches(raw, preprocessor, num_classes, batch_size):
 
     A label is a class id (made one-hot here) or already a multi-hot vector.
     """
+    prepare = _preparer(preprocessor, num_classes)
+    return raw.map(prepare, num_parallel_calls=AUTOTUNE).batch(batch_size).prefetch(AUTOTUNE)
 
+
+def _preparer(preprocessor, num_classes):
     def prepare(sample):
         features = preprocessor({"text": sample["text"], "image": sample["image"]})
         if "label" not in sample:
@@ -160,7 +187,7 @@ def to_batches(raw, preprocessor, num_classes, batch_size):
             labels = tf.one_hot(labels, num_classes)
         return features, labels
 
-    return raw.map(prepare, num_parallel_calls=AUTOTUNE).batch(batch_size).prefetch(AUTOTUNE)
+    return prepare
 
 
 def _label_ids(records, class_names, multi_label=False):

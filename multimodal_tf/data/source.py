@@ -4,7 +4,7 @@ import dataclasses
 from pathlib import Path
 
 from multimodal_tf.data.balance import oversample
-from multimodal_tf.data.dataset import make_dataset, make_prepared_dataset
+from multimodal_tf.data.dataset import decoded_cache_bytes, make_dataset, make_prepared_dataset
 from multimodal_tf.data.labels import class_names_from
 from multimodal_tf.data.manifest import split_records
 from multimodal_tf.data.problems import write_problems_csv
@@ -22,12 +22,15 @@ class TrainingData:
         prepared: dict or None. `read_prepared` metadata for TFRecord data.
         summary: dict. Rows read, skipped and warned about (for metrics.json).
         multi_label: bool. Label cells hold `|`-separated labels (multi-hot targets).
+        cache_mb: int. A manifest split whose decoded samples fit in this many
+            MiB is cached in memory after its first pass (0: never).
     """
 
     splits: dict | None = None
     prepared: dict | None = None
     summary: dict = dataclasses.field(default_factory=dict)
     multi_label: bool = False
+    cache_mb: int = 0
     _train_columns: tuple | None = dataclasses.field(default=None, repr=False, compare=False)
 
     @classmethod
@@ -84,7 +87,12 @@ class TrainingData:
             "skipped_rows": len(report.skipped_rows),
             "warnings": len(report.warnings),
         }
-        return cls(splits=splits, summary=summary, multi_label=multi_label)
+        return cls(
+            splits=splits,
+            summary=summary,
+            multi_label=multi_label,
+            cache_mb=data_config.cache_decoded_images_mb,
+        )
 
     @property
     def class_names(self):
@@ -149,6 +157,7 @@ class TrainingData:
         records = self.splits[split]
         if oversampled:
             records = oversample(records, seed=seed)
+        limit = self.cache_mb * 2**20
         return make_dataset(
             records,
             preprocessor,
@@ -157,6 +166,7 @@ class TrainingData:
             shuffle,
             seed,
             multi_label=self.multi_label,
+            cache=decoded_cache_bytes(len(records), preprocessor) <= limit,
         )
 
 

@@ -1,7 +1,9 @@
+from pathlib import Path
+
 import numpy as np
 import pytest
 
-from multimodal_tf.data.dataset import make_dataset
+from multimodal_tf.data.dataset import decoded_cache_bytes, make_dataset
 from multimodal_tf.data.manifest import read_manifest, split_records
 from multimodal_tf.errors import DataError
 from multimodal_tf.models.preprocessor import MultimodalPreprocessor
@@ -20,18 +22,32 @@ def test_batches_carry_preprocessed_features_and_one_hot_labels(tiny_manifest):
     assert sum(len(batch[1]) for batch in dataset) == 16
 
 
-def test_shuffle_changes_order_between_epochs_and_keeps_pairs(tiny_manifest):
+@pytest.mark.parametrize("cache", [False, True])
+def test_shuffle_changes_order_between_epochs_and_keeps_pairs(tiny_manifest, cache):
     records = split_records(read_manifest(tiny_manifest))["train"]
     preprocessor = MultimodalPreprocessor(sequence_length=6, image_size=(16, 16))
     preprocessor.adapt([r.text for r in records], min_frequency=1)
     dataset = make_dataset(
-        records, preprocessor, ["cold", "warm"], batch_size=16, shuffle=True, seed=1
+        records, preprocessor, ["cold", "warm"], batch_size=16, shuffle=True, seed=1, cache=cache
     )
     first, second = (next(iter(dataset)) for _ in range(2))
     assert not np.array_equal(first[0]["token_ids"], second[0]["token_ids"])
     for features, labels in (first, second):
         red = features["image"].numpy()[:, 12, 12, 0] > 128  # warm rows have red images
         np.testing.assert_array_equal(red, labels.numpy()[:, 1] == 1)
+
+
+def test_cached_dataset_reads_each_image_once(tiny_manifest, tmp_path):
+    records = split_records(read_manifest(tiny_manifest))["train"]
+    preprocessor = MultimodalPreprocessor(sequence_length=6, image_size=(16, 16))
+    preprocessor.adapt([r.text for r in records], min_frequency=1)
+    dataset = make_dataset(records, preprocessor, ["cold", "warm"], batch_size=4, cache=True)
+    first = [batch[0]["image"].numpy() for batch in dataset]
+    for record in records:  # a second epoch must not need the files any more
+        Path(record.image).unlink()
+    second = [batch[0]["image"].numpy() for batch in dataset]
+    np.testing.assert_array_equal(np.concatenate(first), np.concatenate(second))
+    assert decoded_cache_bytes(1000, preprocessor) == 1000 * (16 * 16 * 3 * 4 + 6 * 4 + 64)
 
 
 def test_unknown_label_names_row_and_field(tiny_manifest):
