@@ -33,21 +33,30 @@ def child(args):
 
     from multimodal_tf.config import load_config
     from multimodal_tf.models.preprocessor import MultimodalPreprocessor
+    from multimodal_tf.models.text_encoder import text_features_for
     from multimodal_tf.training.fit import build_model
 
     config = load_config(args.config)
     keras.utils.set_random_seed(0)
     data = config.data
-    vocabulary = [f"word{i}" for i in range(5000)]
+    text_features = text_features_for(config.model.text_encoder)
+    # n-gram vocabularies fill max_vocabulary_size; sequence_length 0 is chosen from
+    # the data at adapt(): 384 is what MVSA-Single's tweets gave.
+    num_tokens = 5000 if text_features == "words" else data.max_vocabulary_size - 2
+    length = data.sequence_length or 384
     preprocessor = MultimodalPreprocessor(
-        vocabulary, data.sequence_length, data.image_size, data.max_vocabulary_size
+        [f"token{i}" for i in range(num_tokens)],
+        length,
+        data.image_size,
+        data.max_vocabulary_size,
+        text_features=text_features,
     )
     model = build_model(config.model, ["a", "b", "c"], preprocessor)
     model.compile()
     rng = np.random.default_rng(0)
     batch = args.batch_size
     features = {
-        "token_ids": rng.integers(0, 5002, (batch, data.sequence_length)).astype("int32"),
+        "token_ids": rng.integers(0, num_tokens + 2, (batch, length)).astype("int32"),
         "image": rng.uniform(0, 255, (batch, *data.image_size, 3)).astype("float32"),
         "image_present": np.ones(batch, "float32"),
     }

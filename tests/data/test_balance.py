@@ -37,3 +37,12 @@ def test_oversampling_matches_the_largest_class_and_is_seeded():
     # Repeats cycle through every row of a class before any row comes back.
     repeats = [r.row for r in grown[len(rows) :] if r.label == "neg"]
     assert sorted(repeats[:3]) == [1, 2, 3]
+
+
+def test_sqrt_weights_go_half_way():
+    labels = ["neg"] * 30 + ["neu"] * 10 + ["pos"] * 60
+    weights = class_weights(labels, ["neg", "neu", "pos"], power=0.5)
+    assert weights == pytest.approx(
+        {0: (100 / 90) ** 0.5, 1: (100 / 30) ** 0.5, 2: (100 / 180) ** 0.5}
+    )
+    assert class_weights(labels, ["neg", "neu", "pos"], power=0) == {0: 1.0, 1: 1.0, 2: 1.0}
