@@ -29,6 +29,11 @@ class BagOfNgramsEncoder(BaseTextEncoder):
         idf_weights: list of float or None. One weight per vocabulary token
             (ids 2...), e.g. `preprocessor.idf_weights`; `None` weighs all
             n-grams alike. Stored as a non-trainable weight, not in the config.
+        num_word_features: int or None. Ids `2 .. num_word_features + 1`
+            are words and bigrams, the rest character n-grams
+            (`preprocessor.num_word_features`); each group is normalised on
+            its own and the two are added, so the hundreds of character
+            n-grams of a post do not drown its few words. `None`: one group.
 
     Example:
     >>> encoder = BagOfNgramsEncoder(vocabulary_size=10, embedding_dim=4, hidden_dim=8)
@@ -45,6 +50,7 @@ class BagOfNgramsEncoder(BaseTextEncoder):
         token_dropout=0.0,
         seed=None,
         idf_weights=None,
+        num_word_features=None,
         **kwargs,
     ):
         super().__init__(vocabulary_size, embedding_dim, hidden_dim, dropout_rate, **kwargs)
@@ -57,6 +63,7 @@ class BagOfNgramsEncoder(BaseTextEncoder):
         # === Config ===
         self.token_dropout = token_dropout
         self.seed = seed
+        self.num_word_features = num_word_features
         self.seed_generator = keras.random.SeedGenerator(seed)
 
     def build_encoder(self, embedded_shape):
@@ -77,9 +84,13 @@ class BagOfNgramsEncoder(BaseTextEncoder):
             keep = keras.random.uniform(ops.shape(token_ids), seed=self.seed_generator)
             mask = ops.logical_and(mask, keep >= self.token_dropout)
         weights = ops.take(self.ngram_weights, token_ids) * ops.cast(mask, self.compute_dtype)
-        weights = weights[..., None]
-        total = ops.sum(self.embedding(token_ids) * weights, axis=1)
-        pooled = total / ops.sqrt(ops.maximum(ops.sum(weights**2, axis=1), 1e-6))
+        embedded = self.embedding(token_ids)
+        if self.num_word_features is None:
+            pooled = _normalised_sum(embedded, weights)
+        else:
+            is_word = ops.cast(token_ids < self.num_word_features + 2, self.compute_dtype)
+            pooled = _normalised_sum(embedded, weights * is_word)
+            pooled = pooled + _normalised_sum(embedded, weights * (1.0 - is_word))
         pooled = self.dropout(pooled, training=training)
         return self.projection(pooled)[:, None, :]
 
@@ -92,5 +103,18 @@ class BagOfNgramsEncoder(BaseTextEncoder):
 
     def get_config(self):
         config = super().get_config()
-        config.update({"token_dropout": self.token_dropout, "seed": self.seed})
+        config.update(
+            {
+                "token_dropout": self.token_dropout,
+                "seed": self.seed,
+                "num_word_features": self.num_word_features,
+            }
+        )
         return config
+
+
+def _normalised_sum(embedded, weights):
+    """`sum_i w_i e_i / ||w||_2` over the sequence: TF-IDF's L2 normalisation."""
+    weights = weights[..., None]
+    total = ops.sum(embedded * weights, axis=1)
+    return total / ops.sqrt(ops.maximum(ops.sum(weights**2, axis=1), 1e-6))

@@ -134,7 +134,11 @@ class MultimodalClassifier(keras.Model):
                     name="text_encoder",
                     **({"num_heads": num_heads} if text_layer == "transformer" else {}),
                     **(
-                        {"token_dropout": token_dropout, "idf_weights": preprocessor.idf_weights}
+                        {
+                            "token_dropout": token_dropout,
+                            "idf_weights": preprocessor.idf_weights,
+                            "num_word_features": preprocessor.num_word_features,
+                        }
                         if text_layer == "bag"
                         else {}
                     ),

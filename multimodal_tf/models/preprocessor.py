@@ -118,6 +118,19 @@ class MultimodalPreprocessor(keras.layers.Layer):
         return self.text_standardizer.norm_table
 
     @property
+    def num_word_features(self):
+        """How many vocabulary tokens (ids 2...) are words or bigrams, before the char n-grams.
+
+        `None` when character n-grams and words are interleaved (a vocabulary
+        not made by `adapt()`).
+        """
+        if self.vocabulary is None:
+            return None
+        is_char = [token.startswith(CHAR_PREFIX) for token in self.vocabulary]
+        count = is_char.index(True) if True in is_char else len(is_char)
+        return count if not any(not flag for flag in is_char[count:]) else None
+
+    @property
     def vocabulary_size(self):
         """Number of token ids the model's embedding must hold."""
         if self.vocabulary is None:
@@ -179,6 +192,9 @@ class MultimodalPreprocessor(keras.layers.Layer):
         # Most frequent first, ties broken alphabetically so that runs repeat.
         kept.sort(key=lambda item: (-item[1], item[0]))
         kept = kept[: self.max_vocabulary_size - 2]
+        # Words and bigrams first, then character n-grams: the bag encoder
+        # normalises the two groups apart, as a TF-IDF feature union does.
+        kept.sort(key=lambda item: item[0].startswith(CHAR_PREFIX.encode()))
         self.set_vocabulary([token.decode("utf-8") for token, _ in kept])
         self.idf_weights = [
             round(math.log((1 + len(rows)) / (1 + documents[token])) + 1, 6) for token, _ in kept

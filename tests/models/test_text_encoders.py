@@ -235,3 +235,31 @@ def test_bag_token_dropout_only_while_training():
     ids = np.tile(np.arange(2, 12, dtype="int32"), (4, 1))
     np.testing.assert_allclose(encoder(ids), encoder(ids), atol=0)
     assert not np.allclose(encoder(ids, training=True), encoder(ids))
+
+
+def test_bag_weighs_ngrams_by_idf_and_normalises_words_and_chars_apart():
+    idf = [1.0, 2.0] + [1.0] * (VOCABULARY_SIZE - 4)  # ids 2, 3 are words
+    grouped = BagOfNgramsEncoder(
+        VOCABULARY_SIZE, 4, HIDDEN_DIM, idf_weights=idf, num_word_features=2
+    )
+    ids = np.array([[2, 3, 4, 5, 6, 0]], "int32")
+    grouped(ids)  # builds the layer
+    embeddings = np.asarray(grouped.embedding.embeddings)
+    words = (1.0 * embeddings[2] + 2.0 * embeddings[3]) / np.sqrt(1.0 + 4.0)
+    chars = embeddings[4:7].sum(axis=0) / np.sqrt(3.0)
+    expected = np.asarray(grouped.projection(np.array([words + chars], "float32")))
+    np.testing.assert_allclose(np.asarray(grouped(ids))[:, 0], expected, atol=1e-5)
+    with pytest.raises(ValueError, match="one weight per vocabulary token"):
+        BagOfNgramsEncoder(VOCABULARY_SIZE, idf_weights=[1.0])
+
+
+def test_adapt_puts_words_before_char_ngrams():
+    from multimodal_tf.models.preprocessor import MultimodalPreprocessor
+
+    layer = MultimodalPreprocessor(sequence_length=None, text_features="ngrams")
+    layer.adapt(["red fire", "red ice", "fire ice"], min_frequency=2)
+    count = layer.num_word_features
+    assert count == 3 and set(layer.vocabulary[:count]) == {"red", "fire", "ice"}
+    assert all(token.startswith("~") for token in layer.vocabulary[count:])
+    assert len(layer.idf_weights) == len(layer.vocabulary)
+    assert MultimodalPreprocessor(vocabulary=["~a", "b"]).num_word_features is None
