@@ -5,6 +5,7 @@ from keras import ops
 
 from multimodal_tf.layers.fusion import FUSIONS, get_fusion
 from multimodal_tf.layers.heads.classification_head import ClassificationHead
+from multimodal_tf.layers.image_augmentation import image_augmenter
 from multimodal_tf.layers.modality_dropout import ModalityDropout
 from multimodal_tf.models.embeddings import load_word_vectors
 from multimodal_tf.models.image_encoder import get_image_encoder
@@ -193,7 +194,7 @@ class MultimodalClassifier(keras.Model):
             inputs["image"] = image
             inputs["image_present"] = image_present
             if image_augmentation:
-                image = _image_augmenter()(image)
+                image = image_augmenter()(image)
             image_tokens = image_layer(image)
             sequences.append(image_tokens)
             masks.append(ops.ones_like(image_tokens[:, :, 0], dtype="bool"))
@@ -355,19 +356,6 @@ class MultimodalClassifier(keras.Model):
         # or backbone weights again would be wasted work, or fail on a machine
         # without the file. The config still records where they came from.
         return cls(**config, _load_pretrained=False)
-
-
-def _image_augmenter():
-    """Training-only: Keras' random image layers pass images through at inference."""
-    return keras.Sequential(
-        [
-            keras.layers.RandomFlip("horizontal"),
-            keras.layers.RandomTranslation(0.1, 0.1, fill_mode="reflect"),
-            keras.layers.RandomZoom((-0.1, 0.1), fill_mode="reflect"),
-            keras.layers.RandomContrast(0.1),
-        ],
-        name="image_augmentation",
-    )
 
 
 def _heads(class_names):
