@@ -128,7 +128,7 @@ class MultimodalPreprocessor(keras.layers.Layer):
             return None
         is_char = [token.startswith(CHAR_PREFIX) for token in self.vocabulary]
         count = is_char.index(True) if True in is_char else len(is_char)
-        return count if not any(not flag for flag in is_char[count:]) else None
+        return count if all(is_char[count:]) else None
 
     @property
     def vocabulary_size(self):

@@ -174,10 +174,9 @@ def train(manifest, config=None, output_dir="runs/latest", verbose=1):
 def learning_rate(training, total_steps):
     """`training.learning_rate`, constant or as a cosine decay with a linear warm-up.
 
-    The cosine schedule warms up over the first 5% of `total_steps` (at most
-    an epoch's worth matters: it keeps AdamW's first, noisy steps small) and
-    decays to 1% of the peak at the last planned step; early stopping may end
-    training before that.
+    The cosine schedule warms up linearly over the first 5% of `total_steps`
+    (AdamW's first steps are noisy) and decays to 1% of the peak at the last
+    planned step; early stopping may end training before that.
     """
     if training.lr_schedule == "constant":
         return training.learning_rate
