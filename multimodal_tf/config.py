@@ -73,6 +73,9 @@ class TrainingConfig:
     class_weight: str = "balanced"
     oversample: bool = False
     seed: int = 1337
+    deterministic: bool = False  # deterministic TF ops: identical reruns, slower
+    strategy: str = "none"  # none | mirrored | multi_worker (tf.distribute)
+    tensorboard: bool = True  # TensorBoard logs in RUN/logs
 
 
 @dataclasses.dataclass
@@ -123,6 +126,7 @@ _CHOICES = {
     ("data", "on_error"): ("raise", "skip"),
     ("training", "class_weight"): ("balanced", "sqrt", "none"),
     ("training", "lr_schedule"): ("cosine", "constant"),
+    ("training", "strategy"): ("none", "mirrored", "multi_worker"),
     ("model", "fusion"): ("concat", "attention", "cross_attention", "gated", "late"),
     ("model", "text_encoder"): ("bag", "lstm", "bilstm", "gru", "cnn", "transformer"),
     ("model", "image_encoder"): (

@@ -24,6 +24,7 @@ class TrainingData:
         multi_label: bool. Label cells hold `|`-separated labels (multi-hot targets).
         cache_mb: int. A manifest split whose decoded samples fit in this many
             MiB is cached in memory after its first pass (0: never).
+        image_digests: dict. `{row: sha256 of the image bytes}` (manifests only).
     """
 
     splits: dict | None = None
@@ -31,6 +32,7 @@ class TrainingData:
     summary: dict = dataclasses.field(default_factory=dict)
     multi_label: bool = False
     cache_mb: int = 0
+    image_digests: dict = dataclasses.field(default_factory=dict, repr=False)
     _train_columns: tuple | None = dataclasses.field(default=None, repr=False, compare=False)
 
     @classmethod
@@ -92,6 +94,7 @@ class TrainingData:
             summary=summary,
             multi_label=multi_label,
             cache_mb=data_config.cache_decoded_images_mb,
+            image_digests=report.image_digests,
         )
 
     @property

@@ -16,6 +16,7 @@ from multimodal_tf.data.tfrecords import read_prepared
 from multimodal_tf.errors import ConfigError, DataError
 from multimodal_tf.layers.fusion import FUSIONS
 from multimodal_tf.training.fit import METRICS_FILE, train
+from multimodal_tf.training.provenance import read_run_record
 
 DIGEST_FILE = "source.sha256"
 
@@ -161,7 +162,10 @@ def _train_or_resume(train_fn, prepared_folder, config, run_dir, verbose):
     """The run's metrics, and whether it trained now (False: read from its metrics.json)."""
     metrics_file = run_dir / METRICS_FILE
     if metrics_file.is_file():
-        return json.loads(metrics_file.read_text(encoding="utf-8")), False
+        metrics = json.loads(metrics_file.read_text(encoding="utf-8"))
+        # Timing lives in run.json, so that reruns give an identical metrics.json.
+        metrics.setdefault("train_seconds", read_run_record(run_dir).get("train_seconds", 0.0))
+        return metrics, False
     result = train_fn(prepared_folder, config, run_dir, verbose=2 if verbose > 1 else 0)
     if not metrics_file.is_file():  # so runs of a train_fn that does not write it resume too
         _write_text(metrics_file, json.dumps(result.metrics, indent=2) + "\n")

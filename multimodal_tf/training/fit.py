@@ -8,6 +8,7 @@ from pathlib import Path
 
 import keras
 import numpy as np
+import tensorflow as tf
 
 from multimodal_tf.config import RunConfig, load_config, save_config
 from multimodal_tf.data.balance import class_weights
@@ -18,11 +19,14 @@ from multimodal_tf.errors import ConfigError, DataError
 from multimodal_tf.models.classifier import DEFAULT_HEAD, MultimodalClassifier
 from multimodal_tf.models.preprocessor import MultimodalPreprocessor
 from multimodal_tf.models.text_encoder import text_features_for
+from multimodal_tf.training.callbacks import BACKUP_DIR, training_callbacks
+from multimodal_tf.training.distribute import make_strategy, shard_by_data
 from multimodal_tf.training.metrics import (
     classification_metrics,
     multilabel_metrics,
     plot_confusion_matrix,
 )
+from multimodal_tf.training.provenance import data_fingerprint, read_run_record, write_run_record
 from multimodal_tf.training.thresholds import tune_thresholds
 
 MODEL_FILE = "model.keras"
@@ -34,10 +38,12 @@ class TrainResult:
     """What `train()` produced.
 
     Args:
-        run_dir: Path. Holds `config.yaml`, `model.keras`, `metrics.json`,
-            `history.csv` and (single-label) `confusion_matrix.png`.
+        run_dir: Path. Holds `config.yaml`, `run.json`, `model.keras`,
+            `metrics.json`, `history.csv`, TensorBoard `logs/` and (single-label)
+            `confusion_matrix.png`.
         model: `MultimodalClassifier`. The best model (by validation macro-F1).
-        metrics: dict. `{"val": {...}, "test": {...}}` as in `metrics.json`.
+        metrics: dict. `{"val": {...}, "test": {...}}` as in `metrics.json`, plus
+            `train_seconds` (kept in `run.json`, so reruns give the same file).
     """
 
     run_dir: Path
@@ -79,9 +85,18 @@ def train(manifest, config=None, output_dir="runs/latest", verbose=1):
         )
     run_dir = Path(output_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
+    resuming = (run_dir / BACKUP_DIR).is_dir()
+    if resuming:
+        _check_same_config(run_dir, config)
     save_config(config, run_dir / "config.yaml")
+    if training.deterministic:
+        tf.config.experimental.enable_op_determinism()
 
     source = TrainingData.load(manifest, data, run_dir, verbose=verbose)
+    fingerprint = data_fingerprint(manifest, source)
+    if resuming:
+        _check_same_data(run_dir, fingerprint)
+    write_run_record(run_dir, data=fingerprint, seed=training.seed)
     class_names = source.class_names
     keras.utils.set_random_seed(training.seed)
     preprocessor = MultimodalPreprocessor(
@@ -92,13 +107,17 @@ def train(manifest, config=None, output_dir="runs/latest", verbose=1):
         text_features=text_features_for(config.model.text_encoder),
     )
     preprocessor.adapt(source.train_texts(), spacy_norms=data.spacy_norms)
-    model = build_model(config.model, class_names, preprocessor, multi_label=data.multi_label)
-    steps = math.ceil(len(source.train_labels()) / data.batch_size) * training.epochs
-    model.compile(
-        learning_rate=learning_rate(training, steps),
-        weight_decay=training.weight_decay,
-        label_smoothing=training.label_smoothing,
-    )
+    strategy = make_strategy(training.strategy)
+    # `data.batch_size` is per replica: every replica sees that many rows per step.
+    batch_size = data.batch_size * strategy.num_replicas_in_sync
+    steps = math.ceil(len(source.train_labels()) / batch_size) * training.epochs
+    with strategy.scope():
+        model = build_model(config.model, class_names, preprocessor, multi_label=data.multi_label)
+        model.compile(
+            learning_rate=learning_rate(training, steps),
+            weight_decay=training.weight_decay,
+            label_smoothing=training.label_smoothing,
+        )
 
     weights = None
     if training.class_weight != "none" and not training.oversample:
@@ -112,30 +131,34 @@ def train(manifest, config=None, output_dir="runs/latest", verbose=1):
                 "multi-hot targets); training without class weights."
             )
 
-    def dataset(split, shuffle=False):
+    def dataset(split, shuffle=False, size=data.batch_size):
         return source.dataset(
             split,
             preprocessor,
             class_names,
-            data.batch_size,
+            size,
             shuffle,
             training.seed,
             oversampled=shuffle and training.oversample,
         )
 
-    callbacks = [
-        keras.callbacks.ModelCheckpoint(
-            run_dir / MODEL_FILE, monitor="val_macro_f1", mode="max", save_best_only=True
-        ),
-        keras.callbacks.EarlyStopping(
-            monitor="val_macro_f1", mode="max", patience=training.early_stopping_patience
-        ),
-        keras.callbacks.CSVLogger(run_dir / "history.csv"),
-    ]
+    callbacks, initial_epoch = training_callbacks(
+        run_dir, training.early_stopping_patience, MODEL_FILE, tensorboard=training.tensorboard
+    )
+    if initial_epoch:
+        print(
+            f"Resuming from {run_dir / BACKUP_DIR}: {initial_epoch} of {training.epochs} "
+            "epochs were done."
+        )
+    distributed = training.strategy == "multi_worker"
+    train_batches = dataset("train", shuffle=True, size=batch_size)
+    val_batches = dataset("val", size=batch_size)
+    if distributed:
+        train_batches, val_batches = shard_by_data(train_batches), shard_by_data(val_batches)
     started = time.perf_counter()
     model.fit(
-        dataset("train", shuffle=True),
-        validation_data=dataset("val"),
+        train_batches,
+        validation_data=val_batches,
         class_weight=weights,
         epochs=training.epochs,
         callbacks=callbacks,
@@ -146,7 +169,6 @@ def train(manifest, config=None, output_dir="runs/latest", verbose=1):
     model = keras.saving.load_model(run_dir / MODEL_FILE)
 
     metrics = {
-        "train_seconds": train_seconds,
         "num_train": len(source.train_labels()),
         "class_weight": weights,
         "data": source.summary,
@@ -161,6 +183,13 @@ def train(manifest, config=None, output_dir="runs/latest", verbose=1):
         if source.has_split(name):
             metrics[name] = evaluate_dataset(model, dataset(name))
     (run_dir / METRICS_FILE).write_text(json.dumps(metrics, indent=2) + "\n")
+    write_run_record(
+        run_dir,
+        train_seconds=train_seconds,
+        resumed_from_epoch=initial_epoch,
+        replicas=strategy.num_replicas_in_sync,
+    )
+    metrics["train_seconds"] = train_seconds
     if not data.multi_label:  # a confusion matrix needs one class per row
         report = metrics.get("test") or metrics["val"]
         plot_confusion_matrix(
@@ -169,6 +198,31 @@ def train(manifest, config=None, output_dir="runs/latest", verbose=1):
             title=f"{'test' if 'test' in metrics else 'val'} split",
         )
     return TrainResult(run_dir, model, metrics)
+
+
+def _check_same_config(run_dir, config):
+    """A backup is resumed only by the run that wrote it: same config, same data."""
+    saved = run_dir / "config.yaml"
+    if saved.is_file() and load_config(saved).to_dict() != config.to_dict():
+        raise ConfigError(
+            f"{run_dir} holds an interrupted run ({run_dir / BACKUP_DIR}) with a different "
+            f"config ({saved}). Run the same config to resume it, or delete "
+            f"{run_dir / BACKUP_DIR} (or pick another output folder) to start over."
+        )
+
+
+def _check_same_data(run_dir, fingerprint):
+    saved = read_run_record(run_dir).get("data")
+    if saved is not None and _without_source(saved) != _without_source(fingerprint):
+        raise ConfigError(
+            f"{run_dir} holds an interrupted run ({run_dir / BACKUP_DIR}) trained on other "
+            f"data: run.json has {saved}, this run reads {fingerprint}. Resume it with the "
+            f"same data, or delete {run_dir / BACKUP_DIR} to start over."
+        )
+
+
+def _without_source(fingerprint):  # the same file named by another path is the same data
+    return {key: value for key, value in fingerprint.items() if key != "source"}
 
 
 def learning_rate(training, total_steps):
