@@ -1,6 +1,7 @@
 """The image+text classification task: encoders, a fusion layer and one or more heads."""
 
 import keras
+import tensorflow as tf
 from keras import ops
 
 from multimodal_tf.layers.fusion import FUSIONS, get_fusion
@@ -14,6 +15,13 @@ from multimodal_tf.models.text_encoder import get_text_encoder
 MODALITIES = ("text", "image")
 #: The output name of a single-task model (a multi-task model names its heads).
 DEFAULT_HEAD = "label"
+
+
+def _multi_worker(strategy):
+    return (
+        isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
+        and strategy.extended._in_multi_worker_mode()
+    )
 
 
 @keras.saving.register_keras_serializable(package="multimodal_tf")
@@ -310,6 +318,36 @@ class MultimodalClassifier(keras.Model):
             if isinstance(mask, dict):
                 mask = {name: mask.get(name) for name in self.input_names_used}
         return super().call(inputs, training=training, mask=mask)
+
+    def train_step(self, data):
+        return self._mergeable_logs(super().train_step(data))
+
+    def test_step(self, data):
+        return self._mergeable_logs(super().test_step(data))
+
+    def _mergeable_logs(self, logs):
+        # Keras 3 averages a multi-worker step's logs with `strategy.reduce(
+        # "MEAN", value, axis=0)`, which fails on scalars (tensorflow#72388);
+        # a length-1 vector per worker averages to the mean over workers.
+        if not _multi_worker(self._distribute_strategy):
+            return logs
+        return {name: ops.reshape(value, (1,)) for name, value in logs.items()}
+
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        # Keras (3.15, TF backend) builds metrics from a first batch that it
+        # averages over replicas with `strategy.reduce`, which fails for a dict of
+        # features under MultiWorkerMirroredStrategy (keras-team/keras#20329).
+        # Only shapes and dtypes matter here, which one replica's slice has.
+        strategy = self._distribute_strategy
+        if strategy is None or iterator is None:
+            return super()._maybe_symbolic_build(iterator, data_batch)
+        for _, _, batches in iterator:
+            data_batch = keras.tree.map_structure(
+                lambda value: strategy.experimental_local_results(value)[0], next(batches)
+            )
+            break
+        with strategy.scope():
+            self._symbolic_build(data_batch=data_batch)
 
     @property
     def input_names_used(self):

@@ -44,7 +44,20 @@ def make_strategy(name):
 
 
 def shard_by_data(dataset):
-    """Each worker keeps its share of the batches (manifest rows are not files)."""
+    """Each worker trains on its share of the batches (manifest rows are not files)."""
+    return _with_shard_policy(dataset, tf.data.experimental.AutoShardPolicy.DATA)
+
+
+def every_worker_sees_all(dataset):
+    """Each worker evaluates every batch, so validation metrics are exact and equal.
+
+    Keras averages logged metrics over workers; sharded, a worker's macro-F1
+    would be its shard's, and workers could disagree on the best epoch.
+    """
+    return _with_shard_policy(dataset, tf.data.experimental.AutoShardPolicy.OFF)
+
+
+def _with_shard_policy(dataset, policy):
     options = tf.data.Options()
-    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    options.experimental_distribute.auto_shard_policy = policy
     return dataset.with_options(options)

@@ -20,7 +20,7 @@ from multimodal_tf.models.classifier import DEFAULT_HEAD, MultimodalClassifier
 from multimodal_tf.models.preprocessor import MultimodalPreprocessor
 from multimodal_tf.models.text_encoder import text_features_for
 from multimodal_tf.training.callbacks import BACKUP_DIR, training_callbacks
-from multimodal_tf.training.distribute import make_strategy, shard_by_data
+from multimodal_tf.training.distribute import every_worker_sees_all, make_strategy, shard_by_data
 from multimodal_tf.training.metrics import (
     classification_metrics,
     multilabel_metrics,
@@ -83,6 +83,8 @@ def train(manifest, config=None, output_dir="runs/latest", verbose=1):
             "training.oversample repeats rows of the smaller classes, which a row with "
             "several labels does not belong to; set it to false with data.multi_label: true."
         )
+    # MultiWorkerMirroredStrategy must exist before TensorFlow runs any op.
+    strategy = make_strategy(training.strategy)
     run_dir = Path(output_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     resuming = (run_dir / BACKUP_DIR).is_dir()
@@ -107,7 +109,6 @@ def train(manifest, config=None, output_dir="runs/latest", verbose=1):
         text_features=text_features_for(config.model.text_encoder),
     )
     preprocessor.adapt(source.train_texts(), spacy_norms=data.spacy_norms)
-    strategy = make_strategy(training.strategy)
     # `data.batch_size` is per replica: every replica sees that many rows per step.
     batch_size = data.batch_size * strategy.num_replicas_in_sync
     steps = math.ceil(len(source.train_labels()) / batch_size) * training.epochs
@@ -154,7 +155,10 @@ def train(manifest, config=None, output_dir="runs/latest", verbose=1):
     train_batches = dataset("train", shuffle=True, size=batch_size)
     val_batches = dataset("val", size=batch_size)
     if distributed:
-        train_batches, val_batches = shard_by_data(train_batches), shard_by_data(val_batches)
+        train_batches, val_batches = (
+            shard_by_data(train_batches),
+            every_worker_sees_all(val_batches),
+        )
     started = time.perf_counter()
     model.fit(
         train_batches,
