@@ -76,6 +76,7 @@ class TrainingConfig:
     deterministic: bool = False  # deterministic TF ops: identical reruns, slower
     strategy: str = "none"  # none | mirrored | multi_worker (tf.distribute)
     tensorboard: bool = True  # TensorBoard logs in RUN/logs
+    report: bool = True  # RUN/report.html and RUN/report/*.png after training
 
 
 @dataclasses.dataclass

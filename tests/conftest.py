@@ -92,6 +92,8 @@ def make_tiny_config():
     config.model.image_filters = (4, 8)
     config.model.grid_size = 2
     config.training.epochs = 2
+    config.training.tensorboard = False
+    config.training.report = False  # tests/training/test_report.py trains with it
     return config
 
 

@@ -27,6 +27,7 @@ from multimodal_tf.training.metrics import (
     plot_confusion_matrix,
 )
 from multimodal_tf.training.provenance import data_fingerprint, read_run_record, write_run_record
+from multimodal_tf.training.report import write_report
 from multimodal_tf.training.thresholds import tune_thresholds
 
 MODEL_FILE = "model.keras"
@@ -194,6 +195,8 @@ def train(manifest, config=None, output_dir="runs/latest", verbose=1):
         replicas=strategy.num_replicas_in_sync,
     )
     metrics["train_seconds"] = train_seconds
+    if training.report:
+        _write_report(run_dir, model, source, data.batch_size)
     if not data.multi_label:  # a confusion matrix needs one class per row
         report = metrics.get("test") or metrics["val"]
         plot_confusion_matrix(
@@ -202,6 +205,17 @@ def train(manifest, config=None, output_dir="runs/latest", verbose=1):
             title=f"{'test' if 'test' in metrics else 'val'} split",
         )
     return TrainResult(run_dir, model, metrics)
+
+
+def _write_report(run_dir, model, source, batch_size):
+    if source.splits is None:
+        print(
+            "No report: a prepared TFRecord folder keeps no image files to show; "
+            "`multimodal-tf report --run RUN --manifest MANIFEST` makes one from the manifest."
+        )
+        return
+    split = "test" if source.has_split("test") else "val"
+    write_report(run_dir, model, source.splits[split], split=split, batch_size=batch_size)
 
 
 def _check_same_config(run_dir, config):

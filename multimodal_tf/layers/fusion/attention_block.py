@@ -54,6 +54,34 @@ class AttentionBlock(keras.layers.Layer):
         hidden = self.feedforward_output(self.feedforward(tokens))
         return self.feedforward_norm(tokens + self.dropout(hidden, training=training))
 
+    def attention_scores(self, query, value, query_mask, value_mask):
+        """Attention weights of `call` at inference: `[batch, num_heads, queries, keys]`.
+
+        Each row is a softmax over the keys; masked keys get (close to) zero.
+
+        Args:
+            query: tensor `[batch, queries, hidden_dim]`.
+            value: tensor `[batch, keys, hidden_dim]`.
+            query_mask: bool tensor `[batch, queries]`.
+            value_mask: bool tensor `[batch, keys]`.
+
+        Example:
+        >>> block = AttentionBlock(hidden_dim=8, num_heads=2)
+        >>> q, kv = np.ones((1, 3, 8), "float32"), np.ones((1, 5, 8), "float32")
+        >>> _ = block(q, kv, np.ones((1, 3), bool), np.ones((1, 5), bool))
+        >>> block.attention_scores(q, kv, np.ones((1, 3), bool), np.ones((1, 5), bool)).shape
+        (1, 2, 3, 5)
+        """
+        attention_mask = ops.logical_and(query_mask[:, :, None], value_mask[:, None, :])
+        _, scores = self.attention(
+            query,
+            value,
+            attention_mask=attention_mask,
+            return_attention_scores=True,
+            training=False,
+        )
+        return scores
+
     def compute_output_shape(self, query_shape, *args):
         return query_shape
 

@@ -66,6 +66,28 @@ class AttentionFusion(Fusion):
             interaction = interaction * masked_max(sequence, sequence_mask)
         return ops.concatenate([pooled, interaction], axis=-1)
 
+    def attention_scores(self, sequences, mask=None):
+        """One block's weights: every token of every modality attends to all of them.
+
+        See `Fusion.attention_scores`; here queries and keys are the same
+        concatenated tokens.
+
+        Args:
+            sequences: list of tensors `[batch, length, hidden_dim]`.
+            mask: list of bool tensors `[batch, length]` (or `None` entries) or `None`.
+
+        Example:
+        >>> fusion = AttentionFusion(hidden_dim=8, num_heads=2)
+        >>> tokens = [np.zeros((1, 3, 8), "float32"), np.zeros((1, 4, 8), "float32")]
+        >>> [tuple(scores.shape) for scores, _ in fusion.attention_scores(tokens)]
+        [(1, 2, 7, 7)]
+        """
+        sequences, masks = self.prepare_inputs(sequences, mask)
+        tokens = ops.concatenate(self.add_modality_embedding(sequences), axis=1)
+        token_mask = ops.concatenate(masks, axis=1)
+        scores = self.block.attention_scores(tokens, tokens, token_mask, token_mask)
+        return [(scores, token_mask)]
+
     @property
     def output_dim(self):
         """`hidden_dim` for one modality; twice that (pooled + interaction) for more."""

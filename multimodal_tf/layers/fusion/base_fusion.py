@@ -80,6 +80,68 @@ class Fusion(keras.layers.Layer):
         """Each sequence plus its modality's vector (see `build_modality_embedding`)."""
         return [sequence + self.modality_embedding[i] for i, sequence in enumerate(sequences)]
 
+    def attention_scores(self, sequences, mask=None):
+        """The attention weights behind the output, for inspection; empty without attention.
+
+        Called like the layer (`sequences`, `mask`), at inference. Attention
+        fusions return one `(scores, query_mask)` pair per attention block:
+        `scores` is `[batch, num_heads, queries, keys]`, the keys being every
+        modality's tokens concatenated in input order; `query_mask` is
+        `[batch, queries]`. Fusions without attention return `[]`.
+
+        Args:
+            sequences: list of tensors `[batch, length, hidden_dim]`.
+            mask: list of bool tensors `[batch, length]` (or `None` entries) or `None`.
+
+        Example:
+        >>> ConcatFusion(hidden_dim=8).attention_scores([np.zeros((1, 3, 8), "float32")])
+        []
+        """
+        return []
+
+    def token_attention(self, sequences, mask=None):
+        """How much attention each input token receives: `[batch, tokens]`, or `None`.
+
+        The mean of `attention_scores` over heads, real queries and blocks;
+        tokens are every modality's tokens concatenated in input order, and
+        each row sums to 1. `None` for a fusion without attention.
+
+        Args:
+            sequences: list of tensors `[batch, length, hidden_dim]`.
+            mask: list of bool tensors `[batch, length]` (or `None` entries) or `None`.
+
+        Example:
+        >>> fusion = AttentionFusion(hidden_dim=8, num_heads=2)
+        >>> tokens = [np.zeros((1, 3, 8), "float32"), np.zeros((1, 4, 8), "float32")]
+        >>> _ = fusion(tokens)
+        >>> fusion.token_attention(tokens).shape
+        (1, 7)
+        """
+        blocks = self.attention_scores(sequences, mask)
+        if not blocks:
+            return None
+        received = []
+        for scores, query_mask in blocks:
+            weights = ops.cast(query_mask, scores.dtype)[:, :, None]
+            per_query = ops.mean(scores, axis=1)
+            total = ops.sum(per_query * weights, axis=1)
+            received.append(total / ops.maximum(ops.sum(weights, axis=1), 1.0))
+        return ops.mean(ops.stack(received, axis=0), axis=0)
+
+    def prepare_inputs(self, sequences, mask=None):
+        """`(sequences, bool masks)` as `call` sees them; builds the layer if needed."""
+        sequences = [ops.convert_to_tensor(sequence, self.compute_dtype) for sequence in sequences]
+        if not self.built:
+            self.build([tuple(sequence.shape) for sequence in sequences])
+        if mask is None:
+            mask = [None] * len(sequences)
+        masks = []
+        for sequence, sequence_mask in zip(sequences, mask, strict=True):
+            if sequence_mask is None:
+                sequence_mask = ops.ones(ops.shape(sequence)[:2], dtype="bool")
+            masks.append(ops.cast(sequence_mask, "bool"))
+        return sequences, masks
+
     def compute_mask(self, inputs, mask=None):
         return None
 

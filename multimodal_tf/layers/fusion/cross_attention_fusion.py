@@ -84,6 +84,31 @@ class CrossAttentionFusion(Fusion):
             pooled.append(masked_mean(attended, masks[index]))
         return pooled[0] if len(pooled) == 1 else ops.concatenate(pooled, axis=-1)
 
+    def attention_scores(self, sequences, mask=None):
+        """One `(scores, query_mask)` per direction: one modality's tokens query all tokens.
+
+        See `Fusion.attention_scores`; the keys are the text tokens followed
+        by the image tokens.
+
+        Args:
+            sequences: list of two tensors `[batch, length, hidden_dim]` (text, image).
+            mask: list of bool tensors `[batch, length]` (or `None` entries) or `None`.
+
+        Example:
+        >>> fusion = CrossAttentionFusion(hidden_dim=8, num_heads=2, direction="both")
+        >>> tokens = [np.zeros((1, 3, 8), "float32"), np.zeros((1, 4, 8), "float32")]
+        >>> [tuple(scores.shape) for scores, _ in fusion.attention_scores(tokens)]
+        [(1, 2, 3, 7), (1, 2, 4, 7)]
+        """
+        sequences, masks = self.prepare_inputs(sequences, mask)
+        tokens = self.add_modality_embedding(sequences)
+        keys = ops.concatenate(tokens, axis=1)
+        key_mask = ops.concatenate(masks, axis=1)
+        return [
+            (block.attention_scores(tokens[index], keys, masks[index], key_mask), masks[index])
+            for block, index in zip(self.blocks, self.query_modalities, strict=True)
+        ]
+
     @property
     def output_dim(self):
         """`hidden_dim` per attention direction."""

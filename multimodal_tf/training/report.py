@@ -1,0 +1,476 @@
+"""A run's report: figures as PNGs and one self-contained HTML page to look at."""
+
+import base64
+import csv
+import html
+import io
+from pathlib import Path
+
+import numpy as np
+
+from multimodal_tf.data.dataset import make_dataset
+from multimodal_tf.models.classifier import DEFAULT_HEAD
+from multimodal_tf.training.attention_maps import (
+    attention_figures,
+    attention_unavailable,
+    choose_samples,
+)
+from multimodal_tf.training.metrics import (
+    classification_metrics,
+    multilabel_metrics,
+    plot_confusion_matrix,
+)
+
+REPORT_DIR = "report"
+REPORT_FILE = "report.html"
+
+
+def write_report(
+    run_dir,
+    model,
+    records,
+    split="test",
+    history_csv=None,
+    max_mistakes=12,
+    attention_samples=4,
+    batch_size=32,
+):
+    """Writes `run_dir/report/*.png` and one self-contained `run_dir/report.html`.
+
+    The page shows the training curves, the confusion matrix (single-label
+    only), per-class precision/recall/F1, one-vs-rest ROC and PR curves, the
+    most confident mistakes and, for attention fusions, which words and image
+    regions a few predictions attended to. Images are embedded as data URIs,
+    so the page opens offline and can be mailed as one file. Predictions
+    stream through `make_dataset`; only the images shown are read again.
+
+    Args:
+        run_dir: str or Path. The run folder; `report/` and `report.html` go there.
+        model: `MultimodalClassifier`. A trained single-head model.
+        records: list of `Record`. One labelled, held-out split.
+        split: str. The split's name, for titles.
+        history_csv: str, Path or None. A Keras `CSVLogger` file; `None`
+            means `run_dir/history.csv`.
+        max_mistakes: int. Confident mistakes shown in the gallery.
+        attention_samples: int. Predictions whose attention is mapped.
+        batch_size: int. Samples per prediction batch.
+
+    Returns:
+        The Path of `report.html`.
+
+    Example:
+    >>> result = train("data/demo/manifest.csv", output_dir="runs/demo")  # doctest: +SKIP
+    >>> test = [r for r in read_manifest("data/demo/manifest.csv") if r.split == "test"]
+    >>> write_report("runs/demo", result.model, test)  # doctest: +SKIP
+    PosixPath('runs/demo/report.html')
+    """
+    if isinstance(model.class_names, dict):
+        raise ValueError(
+            f"write_report takes a single-head model; received heads {model.head_names}."
+        )
+    if not records:
+        raise ValueError(f"No records to report on in split {split!r}.")
+    run_dir, names = Path(run_dir), list(model.class_names)
+    figures = run_dir / REPORT_DIR
+    figures.mkdir(parents=True, exist_ok=True)
+    for old in figures.glob("*.png"):  # a previous report may have had more figures
+        old.unlink()
+    probabilities, targets = predict(model, records, batch_size)
+    truth = targets > 0.5
+    if model.is_multi_label():
+        predicted = probabilities >= np.asarray(model.get_layer(DEFAULT_HEAD).thresholds)
+        metrics = multilabel_metrics(truth, predicted, names)
+        wrong = (predicted != truth).any(axis=1)
+        # A mistake is as sure as its surest wrong decision; a right answer, its mean decision.
+        sureness = np.where(predicted, probabilities, 1 - probabilities)
+        confidence = np.where(
+            wrong, np.where(predicted != truth, sureness, 0).max(axis=1), sureness.mean(axis=1)
+        )
+        labels = [_names(row, names) for row in truth], [_names(row, names) for row in predicted]
+    else:
+        predicted = probabilities.argmax(axis=1)
+        metrics = classification_metrics(targets.argmax(axis=1), predicted, names)
+        wrong, confidence = predicted != targets.argmax(axis=1), probabilities.max(axis=1)
+        labels = [names[i] for i in targets.argmax(axis=1)], [names[i] for i in predicted]
+
+    body = [_summary(model, metrics, split, len(records))]
+    body.append(_curves(Path(history_csv or run_dir / "history.csv"), figures))
+    body.append("<h2>Confusion matrix</h2>")
+    if model.is_multi_label():
+        body.append(
+            _note(
+                "Not shown: in a multi-label model a sample can carry several labels, "
+                "so it has no single predicted class to count in a matrix."
+            )
+        )
+    else:
+        plot_confusion_matrix(metrics, figures / "confusion_matrix.png", title=f"{split} split")
+        body.append(
+            _figure(
+                figures / "confusion_matrix.png",
+                "Rows: true class; columns: predicted class. Counts on the diagonal are right.",
+            )
+        )
+    curves = [roc_pr(truth[:, i], probabilities[:, i]) for i in range(len(names))]
+    body.append(_per_class(metrics, names, curves, figures))
+    body.append(_roc_pr_section(names, curves, figures))
+    body.append(_mistakes(records, wrong, confidence, labels, max_mistakes))
+    body.append("<h2>What the predictions attended to</h2>")
+    reason = attention_unavailable(model) or (
+        None if attention_samples > 0 else "Not requested (attention_samples=0)."
+    )
+    if reason:
+        body.append(_note(f"Attention maps are not shown. {reason}"))
+    else:
+        chosen = choose_samples(wrong, confidence, targets.argmax(axis=1), attention_samples)
+        titles = [
+            f"true {labels[0][i]}, predicted {labels[1][i]} ({confidence[i]:.0%} sure, "
+            f"{'wrong' if wrong[i] else 'right'})"
+            for i in chosen
+        ]
+        body.append(_note(ATTENTION_NOTE))
+        for name, caption in attention_figures(
+            model, [records[i] for i in chosen], titles, figures
+        ):
+            body.append(_figure(figures / name, caption, escape=False))
+    path = run_dir / REPORT_FILE
+    path.write_text(_page(f"{run_dir.name}: {split} split", "\n".join(body)), encoding="utf-8")
+    return path
+
+
+ATTENTION_NOTE = (
+    "The fusion layer's attention, averaged over heads and queries. The heatmap shows which "
+    "regions of the image (resized as the model sees it) drew attention, the bars and the "
+    "shaded words which words did; the two shares add up to 100%. A word's token also "
+    "carries context from its neighbours: read the weights as where the model looked, not "
+    "as a full explanation of its decision."
+)
+
+
+def predict(model, records, batch_size=32):
+    """Probabilities and one-hot (multi-hot) targets of labelled records, batch by batch.
+
+    Args:
+        model: `MultimodalClassifier`.
+        records: list of `Record`.
+        batch_size: int. Samples per batch.
+
+    Returns:
+        `(probabilities, targets)`: float arrays `[records, classes]` in record order.
+
+    Example:
+    >>> probabilities, targets = predict(model, test_records)  # doctest: +SKIP
+    """
+    multi_label = model.is_multi_label()
+    dataset = make_dataset(
+        records, model.preprocessor, model.class_names, batch_size, multi_label=multi_label
+    )
+    probabilities, targets = [], []
+    for features, labels in dataset:
+        probabilities.append(np.asarray(model.predict_on_batch(features)))
+        targets.append(labels.numpy())
+    return np.concatenate(probabilities), np.concatenate(targets)
+
+
+def roc_pr(y_true, scores):
+    """One-vs-rest ROC and precision-recall curves of one class, with ROC AUC and AP.
+
+    Tied scores form one threshold. Average precision is
+    `sum_n (R_n - R_(n-1)) P_n`, as scikit-learn defines it.
+
+    Args:
+        y_true: array of bool. Whether each sample belongs to the class.
+        scores: array of float. The class's predicted probability.
+
+    Returns:
+        A dict: `fpr`, `tpr`, `recall`, `precision` (arrays), `auc`, `ap`
+        (floats, NaN when undefined: no positives, or for `auc` no negatives)
+        and `positives` (int).
+
+    Example:
+    >>> round(roc_pr(np.array([1, 0, 1, 0]), np.array([0.9, 0.8, 0.7, 0.1]))["auc"], 2)
+    0.75
+    """
+    y_true, scores = np.asarray(y_true, dtype=float), np.asarray(scores, dtype=float)
+    order = np.argsort(-scores, kind="mergesort")
+    ends = np.r_[np.flatnonzero(np.diff(scores[order])), len(order) - 1]
+    true_positives = np.cumsum(y_true[order])[ends]
+    false_positives = ends + 1 - true_positives
+    positives, negatives = float(y_true.sum()), float(len(y_true) - y_true.sum())
+    curves = {"positives": int(positives), "auc": float("nan"), "ap": float("nan")}
+    if positives == 0:
+        return {**curves, **{key: np.zeros(0) for key in ("fpr", "tpr", "recall", "precision")}}
+    curves["tpr"] = np.r_[0.0, true_positives / positives]
+    curves["fpr"] = np.r_[0.0, false_positives / max(negatives, 1.0)]
+    if negatives:
+        curves["auc"] = float(
+            np.sum(np.diff(curves["fpr"]) * (curves["tpr"][1:] + curves["tpr"][:-1]) / 2)
+        )
+    curves["precision"] = true_positives / (true_positives + false_positives)
+    curves["recall"] = true_positives / positives
+    curves["ap"] = float(np.sum(np.diff(np.r_[0.0, curves["recall"]]) * curves["precision"]))
+    return curves
+
+
+def read_history(path):
+    """The numeric columns of a Keras `CSVLogger` file, `{name: [values]}`; `{}` if absent.
+
+    Example:
+    >>> read_history("runs/demo/history.csv")["val_loss"][:2]  # doctest: +SKIP
+    [0.69, 0.52]
+    """
+    path = Path(path)
+    if not path.is_file():
+        return {}
+    with path.open(newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    columns = {}
+    for name in rows[0] if rows else []:
+        try:
+            columns[name] = [float(row[name]) for row in rows]
+        except (TypeError, ValueError):
+            continue  # a column that is not numeric
+    return columns
+
+
+def _curves(history_path, figures):
+    columns = read_history(history_path)
+    columns.pop("epoch", None)
+    bases = sorted({name.removeprefix("val_") for name in columns}, key=lambda n: (n != "loss", n))
+    if not bases:
+        return "<h2>Training curves</h2>" + _note(
+            f"Not shown: no training history at {history_path}."
+        )
+    from matplotlib.figure import Figure
+
+    per_row = min(len(bases), 4)
+    rows = -(-len(bases) // per_row)
+    figure = Figure(figsize=(3.4 * per_row, 2.8 * rows))
+    grid = np.atleast_1d(figure.subplots(rows, per_row, squeeze=False)).ravel()
+    best = columns.get("val_macro_f1")
+    for axes, base in zip(grid, bases, strict=False):
+        paired = f"val_{base}" in columns
+        for name, label in ((base, "train" if paired else base), (f"val_{base}", "val")):
+            if name in columns:
+                axes.plot(range(1, len(columns[name]) + 1), columns[name], marker=".", label=label)
+        if best:
+            axes.axvline(int(np.argmax(best)) + 1, color="grey", linestyle=":", linewidth=1)
+        axes.set_title(base)
+        axes.set_xlabel("epoch")
+        axes.legend(fontsize="small")
+    for axes in grid[len(bases) :]:
+        axes.set_visible(False)
+    figure.tight_layout()
+    figure.savefig(figures / "training_curves.png", dpi=90)
+    caption = "Per epoch, on the training and validation splits."
+    if best:
+        caption += " The dotted line marks the best validation macro-F1: the saved model."
+    return "<h2>Training curves</h2>" + _figure(figures / "training_curves.png", caption)
+
+
+def _per_class(metrics, names, curves, figures):
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(max(5.0, 1.0 + 1.1 * len(names)), 3.2))
+    axes = figure.subplots()
+    positions = np.arange(len(names))
+    for offset, key in zip((-0.27, 0.0, 0.27), ("precision", "recall", "f1"), strict=True):
+        values = [metrics["per_class"][name][key] for name in names]
+        axes.bar(positions + offset, values, width=0.27, label=key)
+    axes.set_xticks(
+        positions,
+        names,
+        rotation=30 if len(names) > 6 else 0,
+        ha="right" if len(names) > 6 else "center",
+    )
+    axes.set_ylim(0, 1.2)  # headroom for the legend above the bars
+    axes.legend(fontsize="small", ncols=3, loc="upper center")
+    figure.tight_layout()
+    figure.savefig(figures / "per_class.png", dpi=90)
+    rows = "".join(
+        f"<tr><td>{html.escape(name)}</td>"
+        + "".join(
+            f"<td>{metrics['per_class'][name][key]:.3f}</td>"
+            for key in ("precision", "recall", "f1")
+        )
+        + f"<td>{metrics['per_class'][name]['support']}</td>"
+        + f"<td>{_number(curve['auc'])}</td><td>{_number(curve['ap'])}</td></tr>"
+        for name, curve in zip(names, curves, strict=True)
+    )
+    table = (
+        "<table><tr><th>class</th><th>precision</th><th>recall</th><th>F1</th><th>support</th>"
+        f"<th>ROC AUC</th><th>average precision</th></tr>{rows}</table>"
+    )
+    caption = (
+        "Precision: of the samples predicted as the class, the share that are. "
+        "Recall: of the samples of the class, the share found."
+    )
+    return "<h2>Per class</h2>" + _figure(figures / "per_class.png", caption) + table
+
+
+def _roc_pr_section(names, curves, figures):
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(10, 4))
+    roc_axes, pr_axes = figure.subplots(1, 2)
+    for name, curve in zip(names, curves, strict=True):
+        if curve["positives"]:
+            roc_axes.plot(curve["fpr"], curve["tpr"], label=f"{name} (AUC {_number(curve['auc'])})")
+            pr_axes.step(
+                np.r_[0.0, curve["recall"]],
+                np.r_[1.0, curve["precision"]],
+                where="pre",
+                label=f"{name} (AP {_number(curve['ap'])})",
+            )
+    roc_axes.plot([0, 1], [0, 1], color="grey", linestyle=":", linewidth=1)
+    roc_axes.set(
+        title="ROC, one class vs the rest",
+        xlabel="false positive rate",
+        ylabel="true positive rate",
+    )
+    pr_axes.set(title="Precision-recall", xlabel="recall", ylabel="precision", ylim=(0, 1.05))
+    for axes in (roc_axes, pr_axes):
+        axes.legend(fontsize="small")
+    figure.tight_layout()
+    figure.savefig(figures / "roc_pr.png", dpi=90)
+    caption = (
+        "Each class against all others, over every threshold on its probability. "
+        "AUC 0.5 is chance; average precision summarises the PR curve."
+    )
+    missing = [name for name, curve in zip(names, curves, strict=True) if not curve["positives"]]
+    if missing:
+        caption += f" Not drawn (no sample of the class in this split): {', '.join(missing)}."
+    return "<h2>ROC and precision-recall curves</h2>" + _figure(figures / "roc_pr.png", caption)
+
+
+def _mistakes(records, wrong, confidence, labels, limit):
+    order = [index for index in np.argsort(-confidence, kind="stable") if wrong[index]][:limit]
+    section = "<h2>Most confident mistakes</h2>"
+    if not order:
+        return section + _note("No mistakes on this split.")
+    section += _note(
+        f"{int(wrong.sum())} of {len(records)} samples are wrong; the {len(order)} the model was "
+        "surest about are shown, surest first. Repeated patterns here point at label noise "
+        "or at a shortcut the model learned."
+    )
+    cards = "".join(
+        f'<div class="card">{_thumbnail(records[i].image)}'
+        f"<p>true <b>{html.escape(labels[0][i])}</b>, predicted <b>{html.escape(labels[1][i])}</b>"
+        f" ({confidence[i]:.0%} sure)</p><p>{html.escape(_shorten(records[i].text))}</p>"
+        f'<p class="id">id {html.escape(str(records[i].id))}, row {records[i].row}</p></div>'
+        for i in order
+    )
+    return section + f'<div class="gallery">{cards}</div>'
+
+
+def _summary(model, metrics, split, count):
+    keys = ["accuracy", "macro_f1", "weighted_f1", "micro_f1", "hamming_loss"]
+    cells = "".join(
+        f"<tr><th>{key.replace('_', ' ')}</th><td>{metrics[key]:.3f}</td></tr>"
+        for key in keys
+        if key in metrics
+    )
+    parts = [
+        f"{type(layer).__name__}"
+        for layer in (model.text_encoder, model.image_encoder, model.fusion)
+        if layer is not None
+    ]
+    kind = "multi-label" if model.is_multi_label() else "single-label"
+    return (
+        f"<p>{count} samples of the <b>{html.escape(split)}</b> split, {len(model.class_names)} "
+        f"classes ({kind}); model: {html.escape(' + '.join(parts))}.</p><table>{cells}</table>"
+    )
+
+
+def _names(row, names):
+    return ", ".join(name for name, on in zip(names, row, strict=True) if on) or "(none)"
+
+
+def _number(value):
+    return "n/a" if np.isnan(value) else f"{value:.3f}"
+
+
+def _note(text):
+    return f'<p class="note">{html.escape(text)}</p>'
+
+
+def _shorten(text, limit=280):
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _figure(path, caption, escape=True):
+    data = base64.b64encode(Path(path).read_bytes()).decode("ascii")
+    caption = html.escape(caption) if escape else caption
+    return (
+        f'<figure><img alt="{html.escape(Path(path).stem)}" src="data:image/png;base64,{data}">'
+        f"<figcaption>{caption}</figcaption></figure>"
+    )
+
+
+def _thumbnail(path, size=160):
+    if not path:
+        return '<div class="noimage">no image</div>'
+    from PIL import Image, ImageOps
+
+    try:
+        with Image.open(path) as image:
+            image = ImageOps.exif_transpose(image).convert("RGB")
+            image.thumbnail((size, size))
+            buffer = io.BytesIO()
+            image.save(buffer, format="JPEG", quality=85)
+    except OSError as error:
+        return f'<div class="noimage">image unreadable: {html.escape(str(error))}</div>'
+    data = base64.b64encode(buffer.getvalue()).decode("ascii")
+    return f'<img class="thumb" alt="sample image" src="data:image/jpeg;base64,{data}">'
+
+
+STYLE = """
+body { font: 15px/1.45 system-ui, sans-serif; max-width: 1100px; margin: 2em auto;
+  padding: 0 1em; color: #222; }
+h1 { font-size: 1.6em; }
+h2 { margin-top: 1.8em; border-bottom: 1px solid #ddd; }
+figure { margin: 1em 0; }
+figure img { max-width: 100%; }
+figcaption { color: #555; font-size: 0.9em; }
+table { border-collapse: collapse; margin: 0.8em 0; }
+td, th { padding: 0.2em 0.8em; border-bottom: 1px solid #eee; text-align: left; }
+.note { background: #f5f5f0; border-left: 4px solid #c9b458; padding: 0.5em 0.8em; }
+.gallery { display: grid; grid-template-columns: repeat(auto-fill, minmax(240px, 1fr));
+  gap: 12px; }
+.card { border: 1px solid #ddd; border-radius: 6px; padding: 8px; font-size: 0.9em; }
+.card p { margin: 0.3em 0; }
+.thumb { display: block; max-width: 100%; max-height: 160px; margin: auto; }
+.id, #figures-status { color: #888; font-size: 0.85em; }
+.noimage { color: #888; padding: 2em 0; text-align: center; }
+.word { padding: 0 2px; border-radius: 3px; }
+"""
+
+# Counts the images that decoded, for a headless check that every figure shows.
+STATUS_SCRIPT = """
+window.addEventListener("load", function () {
+  var images = Array.prototype.slice.call(document.images);
+  var loaded = images.filter(function (img) { return img.complete && img.naturalWidth > 0; });
+  var status = document.getElementById("figures-status");
+  status.dataset.loaded = loaded.length;
+  status.dataset.total = images.length;
+  status.dataset.height = Math.ceil(document.documentElement.scrollHeight);
+  status.textContent = loaded.length + " of " + images.length + " images shown.";
+});
+"""
+
+
+def _page(title, body):
+    return (
+        f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}'
+        f"</title><style>{STYLE}</style></head><body><h1>{html.escape(title)}</h1>\n{body}\n"
+        f'<p id="figures-status">Images not counted yet.</p><script>{STATUS_SCRIPT}</script>'
+        "</body></html>\n"
+    )
+
+
+__all__ = [
+    "predict",
+    "read_history",
+    "roc_pr",
+    "write_report",
+]
