@@ -132,6 +132,33 @@ def _build_parser():
     ablate.add_argument("--quiet", action="store_true", help="No per-run progress.")
     ablate.set_defaults(handler=_ablate)
 
+    tune = commands.add_parser(
+        "tune",
+        help="KerasTuner search over fusion, widths, dropout and learning rate.",
+        description="Random search (KerasTuner) over model.fusion, the widths, dropout_rate "
+        "and learning_rate, selected on val macro-F1 (test is never read). Writes "
+        "OUTPUT/best_config.yaml (a config train accepts) and OUTPUT/trials.csv.",
+    )
+    tune.add_argument("--manifest", required=True, help="Anything train accepts.")
+    tune.add_argument("--config", help="YAML or JSON run config the search starts from.")
+    tune.add_argument("--trials", type=int, default=10, help="Trials (default: 10).")
+    tune.add_argument("--output", default="runs/tune", help="Tuning folder (default: runs/tune).")
+    tune.add_argument("--quiet", action="store_true", help="No per-trial progress.")
+    tune.set_defaults(handler=_tune)
+
+    report = commands.add_parser(
+        "report",
+        help="Write RUN/report.html (curves, confusion, ROC/PR, mistakes, attention).",
+        description="Rebuild a run's report from its model and the manifest it trained on "
+        "(the split is made again with the run's config), and optionally screenshot it "
+        "with headless Chromium.",
+    )
+    report.add_argument("--run", required=True, help="A run folder written by train.")
+    report.add_argument("--manifest", required=True, help="The manifest the run trained on.")
+    report.add_argument("--split", default="test", choices=["train", "val", "test"])
+    report.add_argument("--screenshot", help="Also save a full-page PNG of the report here.")
+    report.set_defaults(handler=_report)
+
     evaluate = commands.add_parser(
         "evaluate",
         help="Metrics of a trained model on one split of a manifest.",
@@ -221,6 +248,54 @@ def _train(args):
     for split in ("val", "test"):
         if split in result.metrics:
             _print_metrics(split, result.metrics[split])
+    return 0
+
+
+def _tune(args):
+    from multimodal_tf.config import load_config
+    from multimodal_tf.training.tune import tune
+
+    config = load_config(args.config)
+    result = tune(
+        args.manifest,
+        config,
+        trials=args.trials,
+        output_dir=args.output,
+        verbose=0 if args.quiet else 1,
+    )
+    print(f"best val macro-F1 {result.best_score:.4f}")
+    print(f"best config: {result.best_config_path} (multimodal-tf train --config it)")
+    print(f"trials: {result.trials_csv}")
+    return 0
+
+
+def _report(args):
+    import tempfile
+
+    import keras
+
+    from multimodal_tf.config import load_config
+    from multimodal_tf.data.source import TrainingData
+    from multimodal_tf.errors import DataError
+    from multimodal_tf.training.browser import figures_status, screenshot
+    from multimodal_tf.training.fit import resolve_model_file
+    from multimodal_tf.training.report import write_report
+
+    run = Path(args.run)
+    model = keras.saving.load_model(resolve_model_file(run))
+    config = load_config(run / "config.yaml" if (run / "config.yaml").is_file() else None)
+    with tempfile.TemporaryDirectory() as scratch:  # the split train made, not a new one
+        source = TrainingData.load(args.manifest, config.data, scratch, verbose=False)
+    if source.splits is None or not source.has_split(args.split):
+        raise DataError(f"{args.manifest} has no {args.split!r} rows to report on.")
+    page = write_report(
+        run, model, source.splits[args.split], split=args.split, batch_size=config.data.batch_size
+    )
+    print(f"wrote {page}")
+    if args.screenshot:
+        status = figures_status(page)
+        print(f"headless Chromium shows {status['loaded']} of {status['total']} images")
+        print(f"wrote {screenshot(page, args.screenshot)}")
     return 0
 
 

@@ -17,6 +17,8 @@ SUBCOMMANDS = [
     "export",
     "predict",
     "ablate",
+    "tune",
+    "report",
 ]
 
 

@@ -1,0 +1,272 @@
+"""`tune()`: a KerasTuner search over fusion, widths, dropout and learning rate, on `val`."""
+
+import copy
+import csv
+import dataclasses
+import math
+import time
+from pathlib import Path
+
+import keras
+import keras_tuner
+
+from multimodal_tf.config import RunConfig, load_config, save_config
+from multimodal_tf.data.balance import class_weights
+from multimodal_tf.data.source import TrainingData
+from multimodal_tf.errors import ConfigError, DataError
+from multimodal_tf.layers.fusion import FUSIONS
+from multimodal_tf.models.preprocessor import MultimodalPreprocessor
+from multimodal_tf.models.text_encoder import text_features_for
+from multimodal_tf.training.fit import build_model, learning_rate
+
+OBJECTIVE = "val_macro_f1"
+CHOICE_KEYS = ("fusion", "hidden_dim", "embedding_dim", "lstm_units")  # lists of choices
+RANGE_KEYS = ("dropout_rate", "learning_rate")  # [low, high]; learning_rate on a log scale
+RECURRENT_ENCODERS = ("lstm", "bilstm", "gru")  # the text encoders that read lstm_units
+
+
+@dataclasses.dataclass
+class TuneResult:
+    """What `tune()` produced.
+
+    Args:
+        best_config: `RunConfig`. The input config with the best trial's values.
+        best_score: float. The best trial's best-epoch validation macro-F1.
+        trials_csv: Path. One row per trial: id, status, values, score, epochs, seconds.
+        best_config_path: Path. `best_config.yaml`, for `multimodal-tf train --config`.
+    """
+
+    best_config: RunConfig
+    best_score: float
+    trials_csv: Path
+    best_config_path: Path
+
+
+def default_search_space(config):
+    """What `tune` searches for `config`: fusions, half/same/double widths, ranges.
+
+    Example:
+    >>> default_search_space(RunConfig())["hidden_dim"]
+    [32, 64, 128]
+    """
+    model = config.model
+    fusions = [
+        name for name, layer in FUSIONS.items() if layer.min_modalities <= len(model.modalities)
+    ]
+    space = {"fusion": fusions, "hidden_dim": _widths(model.hidden_dim, model.num_heads)}
+    if "text" in model.modalities:
+        space["embedding_dim"] = _widths(model.embedding_dim)
+        if model.text_encoder in RECURRENT_ENCODERS:
+            space["lstm_units"] = _widths(model.lstm_units)
+    return {**space, "dropout_rate": [0.0, 0.5], "learning_rate": [1e-4, 1e-2]}
+
+
+def tune(manifest, config=None, trials=10, output_dir="runs/tune", search_space=None, verbose=0):
+    """Random search over the model's hyperparameters, selecting on validation macro-F1.
+
+    The data is validated and split once and the preprocessor adapted once on
+    the training texts; every trial trains a fresh model on the `train` split
+    with the config's early stopping and scores its best epoch on `val`. The
+    `test` split is never read. Each trial starts from `training.seed` (same
+    initial weights and batch order as `train`), so trials differ by their
+    hyperparameters only and `train` with `best_config.yaml` repeats the best one.
+
+    Args:
+        manifest: str or Path. Anything `train` accepts.
+        config: `RunConfig`, str, Path or None. The starting point, or its YAML/JSON
+            file; `None` means the defaults.
+        trials: int. Trials to run (fewer if the space runs out of new points).
+        output_dir: str or Path. Gets `tuner/` (KerasTuner's folder, rewritten
+            on every call), `best_config.yaml` and `trials.csv`.
+        search_space: dict or None. Overrides `default_search_space(config)`:
+            `fusion`, `hidden_dim`, `embedding_dim`, `lstm_units` take a list
+            of choices, `dropout_rate` and `learning_rate` a `[low, high]`
+            range; `None` for a key keeps the config's value.
+        verbose: int. KerasTuner and Keras `fit` verbosity.
+
+    Returns:
+        A `TuneResult`.
+
+    Example:
+    >>> result = tune("data/demo/manifest.csv", trials=3,  # doctest: +SKIP
+    ...               search_space={"fusion": ["attention", "gated"]})
+    >>> train("data/demo/manifest.csv", load_config(result.best_config_path))  # doctest: +SKIP
+    """
+    if isinstance(config, (str, Path)):
+        config = load_config(config)
+    config = config or RunConfig()
+    space = _check_space(config, search_space)
+    if isinstance(trials, bool) or not isinstance(trials, int) or trials < 1:
+        raise ConfigError(f"`trials` must be a positive integer; received {trials!r}.")
+    data, training = config.data, config.training
+    if data.multi_label and training.oversample:
+        raise ConfigError("training.oversample does not work with data.multi_label: true.")
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+
+    # TODO(fit.py): these lines copy train()'s set-up; see the refactor note in the report.
+    source = TrainingData.load(manifest, data, output_dir, verbose=verbose)
+    if not source.has_split("val"):
+        raise DataError(f"{manifest} has no val rows; tune selects on them (data.val_fraction).")
+    class_names = source.class_names
+    preprocessor = MultimodalPreprocessor(
+        sequence_length=data.sequence_length or None,
+        image_size=data.image_size,
+        max_vocabulary_size=data.max_vocabulary_size,
+        min_frequency=data.min_frequency,
+        text_features=text_features_for(config.model.text_encoder),
+    )
+    preprocessor.adapt(source.train_texts(), spacy_norms=data.spacy_norms)
+    steps = math.ceil(len(source.train_labels()) / data.batch_size) * training.epochs
+    weights = None
+    if training.class_weight != "none" and not training.oversample and not data.multi_label:
+        power = 0.5 if training.class_weight == "sqrt" else 1.0
+        weights = class_weights(source.train_labels(), class_names, power=power)
+
+    def build(hp):
+        trial_config = _apply(config, _sample(hp, space))
+        keras.utils.set_random_seed(training.seed)
+        model = build_model(
+            trial_config.model, class_names, preprocessor, multi_label=data.multi_label
+        )
+        model.compile(
+            learning_rate=learning_rate(trial_config.training, steps),
+            weight_decay=training.weight_decay,
+            label_smoothing=training.label_smoothing,
+        )
+        return model
+
+    def dataset(split, shuffle=False):
+        return source.dataset(
+            split,
+            preprocessor,
+            class_names,
+            data.batch_size,
+            shuffle,
+            training.seed,
+            oversampled=shuffle and training.oversample,
+        )
+
+    tuner = _Tuner(
+        build,
+        lambda: dataset("train", shuffle=True),
+        objective=keras_tuner.Objective(OBJECTIVE, direction="max"),
+        max_trials=trials,
+        seed=training.seed,
+        directory=output_dir,
+        project_name="tuner",
+        overwrite=True,
+    )
+    tuner.search(
+        validation_data=dataset("val"),  # shared: its decoded-image cache serves every trial
+        class_weight=weights,
+        epochs=training.epochs,
+        callbacks=[
+            keras.callbacks.EarlyStopping(
+                monitor=OBJECTIVE, mode="max", patience=training.early_stopping_patience
+            )
+        ],
+        shuffle=False,  # the dataset reshuffles itself every epoch
+        verbose=verbose,
+    )
+
+    trials_csv = output_dir / "trials.csv"
+    with trials_csv.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle, lineterminator="\n")
+        writer.writerow(["trial_id", "status", *space, OBJECTIVE, "epochs", "seconds"])
+        for trial in sorted(tuner.oracle.trials.values(), key=lambda trial: trial.trial_id):
+            epochs, seconds = tuner.stats.get(trial.trial_id, ("", ""))
+            values = _sample(trial.hyperparameters, space).values()
+            score = "" if trial.score is None else trial.score
+            writer.writerow([trial.trial_id, trial.status, *values, score, epochs, seconds])
+    best = tuner.oracle.get_best_trials(1)[0]
+    if best.score is None:  # KerasTuner ranks failed trials last, but still returns one
+        raise RuntimeError(f"No trial finished; see {trials_csv} and {output_dir / 'tuner'}.")
+    best_config = _apply(config, _sample(best.hyperparameters, space))
+    best_config_path = output_dir / "best_config.yaml"
+    save_config(best_config, best_config_path)
+    return TuneResult(best_config, float(best.score), trials_csv, best_config_path)
+
+
+class _Tuner(keras_tuner.RandomSearch):
+    """`RandomSearch` that gives each trial a fresh training set and records its time."""
+
+    def __init__(self, hypermodel, train_data, **kwargs):
+        super().__init__(hypermodel, **kwargs)
+        self.train_data, self.stats = train_data, {}
+
+    def run_trial(self, trial, *args, **kwargs):
+        started = time.perf_counter()
+        # A new dataset shuffles as train()'s does; a shared one would carry on its order.
+        histories = super().run_trial(trial, self.train_data(), *args, **kwargs)
+        epochs = len(histories[-1].history[OBJECTIVE])
+        self.stats[trial.trial_id] = (epochs, round(time.perf_counter() - started, 2))
+        return histories
+
+
+def _widths(width, multiple_of=1):
+    widths = (width // 2, width, width * 2)
+    return [value for value in dict.fromkeys(widths) if value > 0 and value % multiple_of == 0]
+
+
+def _sample(hp, space):
+    """The trial's values, rounded as they are applied (so trials.csv shows what trained)."""
+    values = {}
+    for key, choices in space.items():
+        if key in CHOICE_KEYS:
+            values[key] = hp.Choice(key, list(choices))
+        elif choices[0] == choices[1]:
+            values[key] = hp.Fixed(key, float(choices[0]))
+        elif key == "learning_rate":
+            values[key] = float(f"{hp.Float(key, *choices, sampling='log'):.3g}")
+        else:
+            values[key] = round(hp.Float(key, *choices), 3)
+    return values
+
+
+def _apply(config, values):
+    config = copy.deepcopy(config)
+    for key, value in values.items():
+        setattr(config.training if key == "learning_rate" else config.model, key, value)
+    return config
+
+
+def _check_space(config, search_space):
+    """`default_search_space(config)` with the user's overrides, each checked."""
+    space, allowed = default_search_space(config), CHOICE_KEYS + RANGE_KEYS
+    for key, value in (search_space or {}).items():
+        if key not in allowed:
+            raise ConfigError(
+                f"search_space: unknown key {key!r}; allowed keys: {', '.join(allowed)}."
+            )
+        if key not in space:
+            raise ConfigError(
+                f"search_space: {key!r} has no effect on this model (modalities "
+                f"{list(config.model.modalities)}, text_encoder {config.model.text_encoder!r})."
+            )
+        if value is None:
+            del space[key]
+            continue
+        values = list(value) if isinstance(value, (list, tuple)) else [value]
+        if key in RANGE_KEYS and len(values) == 1:  # one value: set, not searched
+            values *= 2
+        numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
+        heads = config.model.num_heads if key == "hidden_dim" else 1
+        if key == "fusion":
+            ok, expected = all(v in space[key] for v in values), f"a list of {space[key]}"
+        elif key in RANGE_KEYS:
+            low = 0 if key == "dropout_rate" else 1e-12
+            high = 1 - 1e-12 if key == "dropout_rate" else math.inf
+            ok = numbers and len(values) == 2 and low <= values[0] <= values[1] <= high
+            expected = (
+                f"[low, high] with {'0 <= low <= high < 1' if low == 0 else '0 < low <= high'}"
+            )
+        else:
+            ok = numbers and all(isinstance(v, int) and v > 0 and v % heads == 0 for v in values)
+            expected = "a list of positive integers" + (
+                f" divisible by model.num_heads ({heads})" if heads > 1 else ""
+            )
+        if not values or not ok:
+            raise ConfigError(f"search_space[{key!r}] must be {expected}; received {value!r}.")
+        space[key] = values
+    return space

@@ -1,0 +1,90 @@
+"""`tune`: a tiny search end to end, its outputs, and search-space checks."""
+
+import csv
+
+import pytest
+
+from multimodal_tf.config import load_config
+from multimodal_tf.errors import ConfigError
+from multimodal_tf.training.fit import train
+from multimodal_tf.training.tune import default_search_space, tune
+
+SEARCHED = {
+    ("model", "fusion"),
+    ("model", "hidden_dim"),
+    ("model", "embedding_dim"),
+    ("model", "lstm_units"),
+    ("model", "dropout_rate"),
+    ("training", "learning_rate"),
+}
+
+
+@pytest.mark.slow
+def test_tune_writes_trials_and_a_trainable_best_config(tiny_manifest, tiny_config, tmp_path):
+    output = tmp_path / "tune"
+    result = tune(tiny_manifest, tiny_config, trials=3, output_dir=output)
+
+    with result.trials_csv.open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == 3
+    assert list(rows[0]) == [
+        "trial_id",
+        "status",
+        *default_search_space(tiny_config),
+        "val_macro_f1",
+        "epochs",
+        "seconds",
+    ]
+    assert all(row["status"] == "COMPLETED" for row in rows)
+    assert all(1 <= int(row["epochs"]) <= tiny_config.training.epochs for row in rows)
+    assert result.best_score == max(float(row["val_macro_f1"]) for row in rows)
+    assert (output / "tuner").is_dir()
+
+    best = load_config(result.best_config_path)
+    assert best == result.best_config
+    before, after = tiny_config.to_dict(), best.to_dict()
+    changed = {
+        (section, key)
+        for section in before
+        for key in before[section]
+        if before[section][key] != after[section][key]
+    }
+    assert changed <= SEARCHED
+    best_row = max(rows, key=lambda row: float(row["val_macro_f1"]))
+    assert best.model.fusion == best_row["fusion"]
+    assert best.training.learning_rate == float(best_row["learning_rate"])
+
+    # Same seed, weights and batch order: training the best config repeats the best trial.
+    trained = train(tiny_manifest, best, tmp_path / "run", verbose=0)
+    assert trained.model.fusion.name == "fusion"
+    with (tmp_path / "run" / "history.csv").open(newline="") as handle:
+        history = [float(row["val_macro_f1"]) for row in csv.DictReader(handle)]
+    assert max(history) == pytest.approx(result.best_score, abs=1e-6)
+
+
+def test_unknown_search_space_key_names_the_allowed_ones(tiny_manifest, tiny_config, tmp_path):
+    with pytest.raises(ConfigError, match="unknown key 'units'.*allowed keys: fusion"):
+        tune(tiny_manifest, tiny_config, output_dir=tmp_path, search_space={"units": [8]})
+
+
+@pytest.mark.parametrize(
+    "search_space, message",
+    [
+        ({"fusion": ["attention", "sum"]}, "search_space\\['fusion'\\] must be"),
+        ({"hidden_dim": [8, 5]}, "divisible by model.num_heads \\(2\\)"),
+        ({"learning_rate": [0.0, 1e-2]}, "0 < low <= high"),
+        ({"dropout_rate": [0.1, 1.0]}, "0 <= low <= high < 1"),
+    ],
+)
+def test_bad_search_space_values_are_config_errors(tiny_config, search_space, message):
+    with pytest.raises(ConfigError, match=message):
+        tune("unused.csv", tiny_config, search_space=search_space)
+
+
+def test_default_space_fits_the_model(tiny_config):
+    tiny_config.model.modalities = ("image",)
+    space = default_search_space(tiny_config)
+    assert space["fusion"] == ["concat", "attention", "late"]  # no two-modality fusions
+    assert "embedding_dim" not in space and "lstm_units" not in space
+    with pytest.raises(ConfigError, match="'lstm_units' has no effect"):
+        tune("unused.csv", tiny_config, search_space={"lstm_units": [8]})
