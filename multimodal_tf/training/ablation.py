@@ -197,6 +197,7 @@ def _variant_config(config, variant, seed):
         config.model.modalities = ("text", "image")
         config.model.fusion = variant.split("=", 1)[1]
     config.training.seed = seed
+    config.training.report = False  # the ablation's table is the report; `report` makes one
     return config
 
 
