@@ -102,14 +102,7 @@ def train(manifest, config=None, output_dir="runs/latest", verbose=1):
     write_run_record(run_dir, data=fingerprint, seed=training.seed)
     class_names = source.class_names
     keras.utils.set_random_seed(training.seed)
-    preprocessor = MultimodalPreprocessor(
-        sequence_length=data.sequence_length or None,
-        image_size=data.image_size,
-        max_vocabulary_size=data.max_vocabulary_size,
-        min_frequency=data.min_frequency,
-        text_features=text_features_for(config.model.text_encoder),
-    )
-    preprocessor.adapt(source.train_texts(), spacy_norms=data.spacy_norms)
+    preprocessor = adapted_preprocessor(config, source.train_texts())
     # `data.batch_size` is per replica: every replica sees that many rows per step.
     batch_size = data.batch_size * strategy.num_replicas_in_sync
     steps = math.ceil(len(source.train_labels()) / batch_size) * training.epochs
@@ -121,17 +114,7 @@ def train(manifest, config=None, output_dir="runs/latest", verbose=1):
             label_smoothing=training.label_smoothing,
         )
 
-    weights = None
-    if training.class_weight != "none" and not training.oversample:
-        if not data.multi_label:
-            power = 0.5 if training.class_weight == "sqrt" else 1.0
-            weights = class_weights(source.train_labels(), class_names, power=power)
-        else:
-            print(
-                f"training.class_weight: {training.class_weight} does not apply with "
-                "data.multi_label (Keras class_weight weights one class per row, not "
-                "multi-hot targets); training without class weights."
-            )
+    weights = run_class_weights(config, source.train_labels(), class_names)
 
     def dataset(split, shuffle=False, size=data.batch_size):
         return source.dataset(
@@ -205,6 +188,48 @@ def train(manifest, config=None, output_dir="runs/latest", verbose=1):
             title=f"{'test' if 'test' in metrics else 'val'} split",
         )
     return TrainResult(run_dir, model, metrics)
+
+
+def adapted_preprocessor(config, train_texts):
+    """The run config's `MultimodalPreprocessor`, adapted on the training texts only.
+
+    Args:
+        config: `RunConfig`. Its `data` section and `model.text_encoder` (which
+            decides word or n-gram features).
+        train_texts: list of str.
+    """
+    data = config.data
+    preprocessor = MultimodalPreprocessor(
+        sequence_length=data.sequence_length or None,
+        image_size=data.image_size,
+        max_vocabulary_size=data.max_vocabulary_size,
+        min_frequency=data.min_frequency,
+        text_features=text_features_for(config.model.text_encoder),
+    )
+    preprocessor.adapt(train_texts, spacy_norms=data.spacy_norms)
+    return preprocessor
+
+
+def run_class_weights(config, train_labels, class_names):
+    """Keras `class_weight` for `training.class_weight`, or None (none, oversample, multi-label).
+
+    Args:
+        config: `RunConfig`.
+        train_labels: list of str. The training split's label cells.
+        class_names: list of str.
+    """
+    training = config.training
+    if training.class_weight == "none" or training.oversample:
+        return None
+    if config.data.multi_label:
+        print(
+            f"training.class_weight: {training.class_weight} does not apply with "
+            "data.multi_label (Keras class_weight weights one class per row, not "
+            "multi-hot targets); training without class weights."
+        )
+        return None
+    power = 0.5 if training.class_weight == "sqrt" else 1.0
+    return class_weights(train_labels, class_names, power=power)
 
 
 def _write_report(run_dir, model, source, batch_size):

@@ -11,13 +11,15 @@ import keras
 import keras_tuner
 
 from multimodal_tf.config import RunConfig, load_config, save_config
-from multimodal_tf.data.balance import class_weights
 from multimodal_tf.data.source import TrainingData
 from multimodal_tf.errors import ConfigError, DataError
 from multimodal_tf.layers.fusion import FUSIONS
-from multimodal_tf.models.preprocessor import MultimodalPreprocessor
-from multimodal_tf.models.text_encoder import text_features_for
-from multimodal_tf.training.fit import build_model, learning_rate
+from multimodal_tf.training.fit import (
+    adapted_preprocessor,
+    build_model,
+    learning_rate,
+    run_class_weights,
+)
 
 OBJECTIVE = "val_macro_f1"
 CHOICE_KEYS = ("fusion", "hidden_dim", "embedding_dim", "lstm_units")  # lists of choices
@@ -104,24 +106,14 @@ def tune(manifest, config=None, trials=10, output_dir="runs/tune", search_space=
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
 
-    # TODO(fit.py): these lines copy train()'s set-up; see the refactor note in the report.
+    # The same set-up as train(): one preprocessor, adapted once, serves every trial.
     source = TrainingData.load(manifest, data, output_dir, verbose=verbose)
     if not source.has_split("val"):
         raise DataError(f"{manifest} has no val rows; tune selects on them (data.val_fraction).")
     class_names = source.class_names
-    preprocessor = MultimodalPreprocessor(
-        sequence_length=data.sequence_length or None,
-        image_size=data.image_size,
-        max_vocabulary_size=data.max_vocabulary_size,
-        min_frequency=data.min_frequency,
-        text_features=text_features_for(config.model.text_encoder),
-    )
-    preprocessor.adapt(source.train_texts(), spacy_norms=data.spacy_norms)
+    preprocessor = adapted_preprocessor(config, source.train_texts())
     steps = math.ceil(len(source.train_labels()) / data.batch_size) * training.epochs
-    weights = None
-    if training.class_weight != "none" and not training.oversample and not data.multi_label:
-        power = 0.5 if training.class_weight == "sqrt" else 1.0
-        weights = class_weights(source.train_labels(), class_names, power=power)
+    weights = run_class_weights(config, source.train_labels(), class_names)
 
     def build(hp):
         trial_config = _apply(config, _sample(hp, space))

@@ -56,14 +56,7 @@ class Fusion(keras.layers.Layer):
         """Builds sublayers; `token_shape` is `(None, None, hidden_dim)`."""
 
     def call(self, inputs, mask=None, training=None):
-        if mask is None:
-            mask = [None] * len(inputs)
-        masks = []
-        for sequence, sequence_mask in zip(inputs, mask, strict=True):
-            if sequence_mask is None:
-                sequence_mask = ops.ones(ops.shape(sequence)[:2], dtype="bool")
-            masks.append(ops.cast(sequence_mask, "bool"))
-        return self.fuse(list(inputs), masks, training)
+        return self.fuse(list(inputs), _bool_masks(inputs, mask), training)
 
     def fuse(self, sequences, masks, training):
         raise NotImplementedError
@@ -133,14 +126,7 @@ class Fusion(keras.layers.Layer):
         sequences = [ops.convert_to_tensor(sequence, self.compute_dtype) for sequence in sequences]
         if not self.built:
             self.build([tuple(sequence.shape) for sequence in sequences])
-        if mask is None:
-            mask = [None] * len(sequences)
-        masks = []
-        for sequence, sequence_mask in zip(sequences, mask, strict=True):
-            if sequence_mask is None:
-                sequence_mask = ops.ones(ops.shape(sequence)[:2], dtype="bool")
-            masks.append(ops.cast(sequence_mask, "bool"))
-        return sequences, masks
+        return sequences, _bool_masks(sequences, mask)
 
     def compute_mask(self, inputs, mask=None):
         return None
@@ -180,3 +166,14 @@ def masked_max(tokens, mask):
 def mean_max_pool(tokens, mask):
     """Masked mean and masked max side by side: `[batch, 2 * width]`."""
     return ops.concatenate([masked_mean(tokens, mask), masked_max(tokens, mask)], axis=-1)
+
+
+def _bool_masks(sequences, mask):
+    """One bool mask `[batch, length]` per sequence; `None` means every token is real."""
+    mask = [None] * len(sequences) if mask is None else mask
+    return [
+        ops.ones(ops.shape(sequence)[:2], dtype="bool")
+        if sequence_mask is None
+        else ops.cast(sequence_mask, "bool")
+        for sequence, sequence_mask in zip(sequences, mask, strict=True)
+    ]
