@@ -50,21 +50,33 @@ def run_model_saving_test(model, input_data, tmp_path):
     return restored
 
 
-def run_export_test(model, texts, images, tmp_path, atol=1e-5):
-    """The SavedModel, loaded where multimodal_tf cannot be imported, matches the Keras model.
+def run_export_test(model, texts, images, tmp_path, atol=1e-5, isolated=False, **export_kwargs):
+    """The exported SavedModel, given raw inputs, matches the Keras model.
 
     Args:
         model: a `MultimodalClassifier` with its preprocessor.
         texts: list of str. Raw texts.
         images: list of bytes. Encoded images.
+        isolated: bool. Load the SavedModel in a new process where importing
+            multimodal_tf raises, as TF Serving would (one test proves that;
+            the others load it here, which checks the same graph faster).
+        **export_kwargs: passed to `export_saved_model`.
     """
     from multimodal_tf.serving.export import export_saved_model
 
-    version_dir = export_saved_model(model, tmp_path / "served")
+    version_dir = export_saved_model(model, tmp_path / "served", **export_kwargs)
     features = model.preprocessor(
         {"text": np.array(texts, dtype=object), "image": np.array(images, dtype=object)}
     )
     expected = model.predict(features, verbose=0)
+    if not isolated:
+        import tensorflow as tf
+
+        served = tf.saved_model.load(str(version_dir)).signatures["serving_default"]
+        out = served(text=tf.constant(list(texts), tf.string), image=tf.constant(images, tf.string))
+        np.save(tmp_path / "served.npy", out["probabilities"].numpy())
+        np.save(tmp_path / "labels.npy", out["label"].numpy())
+        return _check_served(model, expected, tmp_path, atol, version_dir)
     np.save(tmp_path / "texts.npy", np.array(texts, dtype=object), allow_pickle=True)
     np.save(tmp_path / "images.npy", np.array(images, dtype=object), allow_pickle=True)
     script = textwrap.dedent(
@@ -83,6 +95,10 @@ def run_export_test(model, texts, images, tmp_path, atol=1e-5):
         """
     )
     subprocess.run([sys.executable, "-c", script], check=True, cwd=tmp_path)
+    return _check_served(model, expected, tmp_path, atol, version_dir)
+
+
+def _check_served(model, expected, tmp_path, atol, version_dir):
     served = np.load(tmp_path / "served.npy")
     np.testing.assert_allclose(served, expected, atol=atol)
     labels = [label.decode() for label in np.load(tmp_path / "labels.npy", allow_pickle=True)]

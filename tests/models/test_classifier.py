@@ -80,7 +80,7 @@ def test_unimodal_model_ignores_the_other_feature():
 def test_export_matches_keras_model_in_a_process_without_multimodal_tf(tmp_path):
     model = tiny_model()
     model.fit(features(model), LABELS, epochs=3, verbose=0)
-    version_dir = run_export_test(model, TEXTS, IMAGES, tmp_path)
+    version_dir = run_export_test(model, TEXTS, IMAGES, tmp_path, isolated=True)
     assert (version_dir / "assets.extra" / "labels.txt").read_text().split() == ["warm", "cold"]
 
 
