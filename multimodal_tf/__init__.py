@@ -6,52 +6,66 @@ streamed by `data.dataset.make_dataset` through a `MultimodalPreprocessor`
 `MultimodalClassifier` (text and image encoders, a fusion layer, a head);
 `serving.export.export_saved_model` puts the same preprocessor in front of the
 model in a SavedModel that TF Serving runs on raw input.
+
+Public names load on first use (PEP 562), so `import multimodal_tf.serving.rest`
+(a TF Serving client) works where TensorFlow is not installed. Where Keras is
+installed, importing the package registers its layers and models with Keras,
+so `keras.saving.load_model("model.keras")` works right after `import multimodal_tf`.
 """
 
-from multimodal_tf.config import RunConfig, load_config
-from multimodal_tf.data.dataset import make_dataset
-from multimodal_tf.data.demo import make_demo_dataset
-from multimodal_tf.data.labels import split_labels
-from multimodal_tf.data.manifest import Record, read_manifest, split_records
-from multimodal_tf.data.readers import (
-    ReadResult,
-    read_any,
-    read_class_folders,
-    read_dataframe,
-    read_hateful_memes,
-    read_mvsa_raw,
-)
-from multimodal_tf.data.validate import ValidationReport, check_images, validate_manifest
-from multimodal_tf.errors import ConfigError, DataError, MultimodalTFError
-from multimodal_tf.layers.fusion import (
-    FUSIONS,
-    AttentionFusion,
-    ConcatFusion,
-    CrossAttentionFusion,
-    Fusion,
-    GatedFusion,
-    LateFusion,
-)
-from multimodal_tf.layers.heads.classification_head import ClassificationHead
-from multimodal_tf.layers.modality_dropout import ModalityDropout
-from multimodal_tf.layers.preprocessing.image_decoder import ImageDecoder
-from multimodal_tf.layers.preprocessing.text_standardizer import TextStandardizer
-from multimodal_tf.models.backbone_image_encoder import BackboneImageEncoder
-from multimodal_tf.models.classifier import MultimodalClassifier
-from multimodal_tf.models.conv_text_encoder import ConvTextEncoder
-from multimodal_tf.models.embeddings import load_word_vectors
-from multimodal_tf.models.image_encoder import ImageEncoder
-from multimodal_tf.models.preprocessor import MultimodalPreprocessor
-from multimodal_tf.models.text_encoder import TextEncoder
-from multimodal_tf.models.transformer_text_encoder import TransformerTextEncoder
-from multimodal_tf.serving.export import export_saved_model
-from multimodal_tf.serving.predict import predict_manifest
-from multimodal_tf.training.ablation import run_ablation
-from multimodal_tf.training.fit import evaluate, train
-from multimodal_tf.training.metrics import classification_metrics
-from multimodal_tf.training.thresholds import tune_thresholds
+import importlib
 
 __version__ = "0.1.0"
+
+# Public name -> the module that defines it.
+_EXPORTS = {
+    "RunConfig": "multimodal_tf.config",
+    "load_config": "multimodal_tf.config",
+    "make_dataset": "multimodal_tf.data.dataset",
+    "make_demo_dataset": "multimodal_tf.data.demo",
+    "split_labels": "multimodal_tf.data.labels",
+    "Record": "multimodal_tf.data.manifest",
+    "read_manifest": "multimodal_tf.data.manifest",
+    "split_records": "multimodal_tf.data.manifest",
+    "ReadResult": "multimodal_tf.data.readers",
+    "read_any": "multimodal_tf.data.readers",
+    "read_class_folders": "multimodal_tf.data.readers",
+    "read_dataframe": "multimodal_tf.data.readers",
+    "read_hateful_memes": "multimodal_tf.data.readers",
+    "read_mvsa_raw": "multimodal_tf.data.readers",
+    "ValidationReport": "multimodal_tf.data.validate",
+    "check_images": "multimodal_tf.data.validate",
+    "validate_manifest": "multimodal_tf.data.validate",
+    "ConfigError": "multimodal_tf.errors",
+    "DataError": "multimodal_tf.errors",
+    "MultimodalTFError": "multimodal_tf.errors",
+    "FUSIONS": "multimodal_tf.layers.fusion",
+    "AttentionFusion": "multimodal_tf.layers.fusion",
+    "ConcatFusion": "multimodal_tf.layers.fusion",
+    "CrossAttentionFusion": "multimodal_tf.layers.fusion",
+    "Fusion": "multimodal_tf.layers.fusion",
+    "GatedFusion": "multimodal_tf.layers.fusion",
+    "LateFusion": "multimodal_tf.layers.fusion",
+    "ClassificationHead": "multimodal_tf.layers.heads.classification_head",
+    "ModalityDropout": "multimodal_tf.layers.modality_dropout",
+    "ImageDecoder": "multimodal_tf.layers.preprocessing.image_decoder",
+    "TextStandardizer": "multimodal_tf.layers.preprocessing.text_standardizer",
+    "BackboneImageEncoder": "multimodal_tf.models.backbone_image_encoder",
+    "MultimodalClassifier": "multimodal_tf.models.classifier",
+    "ConvTextEncoder": "multimodal_tf.models.conv_text_encoder",
+    "load_word_vectors": "multimodal_tf.models.embeddings",
+    "ImageEncoder": "multimodal_tf.models.image_encoder",
+    "MultimodalPreprocessor": "multimodal_tf.models.preprocessor",
+    "TextEncoder": "multimodal_tf.models.text_encoder",
+    "TransformerTextEncoder": "multimodal_tf.models.transformer_text_encoder",
+    "export_saved_model": "multimodal_tf.serving.export",
+    "predict_manifest": "multimodal_tf.serving.predict",
+    "run_ablation": "multimodal_tf.training.ablation",
+    "evaluate": "multimodal_tf.training.fit",
+    "train": "multimodal_tf.training.fit",
+    "classification_metrics": "multimodal_tf.training.metrics",
+    "tune_thresholds": "multimodal_tf.training.thresholds",
+}
 
 __all__ = [
     "FUSIONS",
@@ -101,3 +115,37 @@ __all__ = [
     "tune_thresholds",
     "validate_manifest",
 ]
+
+
+def __getattr__(name):
+    module = _EXPORTS.get(name)
+    if module is not None:
+        value = getattr(importlib.import_module(module), name)
+        globals()[name] = value  # later look-ups skip this function
+        return value
+    # The eager package made every subpackage an attribute (`mtf.data.manifest`); keep that.
+    try:
+        return importlib.import_module(f"{__name__}.{name}")
+    except ModuleNotFoundError as error:
+        if error.name != f"{__name__}.{name}":
+            raise
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_EXPORTS))
+
+
+def _register_keras_classes():
+    # Keras finds a saved custom class only if its module was imported, and it
+    # imports nothing outside its own packages itself.
+    try:
+        import keras  # noqa: F401
+    except ImportError:  # a client-only install: no TensorFlow, no Keras
+        return
+    for module in sorted(set(_EXPORTS.values())):
+        if module.startswith(("multimodal_tf.layers", "multimodal_tf.models")):
+            importlib.import_module(module)
+
+
+_register_keras_classes()
