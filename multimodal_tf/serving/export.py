@@ -9,12 +9,18 @@ import keras
 import tensorflow as tf
 
 from multimodal_tf.errors import DataError
+from multimodal_tf.serving.warmup import default_warmup_samples, write_warmup_requests
 
 SIGNATURE = "serving_default"
 LABELS_FILE = "labels.txt"
+# What `tf.io.decode_image` recognises; the same magic bytes as `data.validate`.
+IMAGE_MAGIC = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF87a", b"GIF89a", b"BM")
+_HEX = [f"{byte:02x}" for byte in range(256)]
 
 
-def export_saved_model(model, model_dir, version=None, verbose=False):
+def export_saved_model(
+    model, model_dir, version=None, verbose=False, allow_missing=None, warmup_samples=None
+):
     """Writes `model_dir/<version>/`, a SavedModel whose graph does all preprocessing.
 
     The `serving_default` signature takes `text` (tf.string [batch], raw UTF-8)
@@ -25,14 +31,31 @@ def export_saved_model(model, model_dir, version=None, verbose=False):
     `<head>_probabilities` and `<head>_label` for each head. Either input may
     be an empty string for a sample without text or without an image. Class
     names are also written to `assets.extra/labels.txt` (one `head: a,b` line
-    per head for multi-head models). The version folder is written beside its final
-    place and renamed at the end, so TF Serving never sees half of it.
+    per head for multi-head models), and TF Serving warm-up requests to
+    `assets.extra/tf_serving_warmup_requests` (`warmup.write_warmup_requests`).
+    The version folder is written beside its final place and renamed at the
+    end, so TF Serving never sees half of it.
+
+    Bad images are refused per request, before decoding, with an
+    `InvalidArgumentError` (HTTP 400 under TF Serving) that names every bad
+    instance: `image 2 of 4: not JPEG, PNG, GIF or BMP bytes (starts with
+    0x6e6f74...)` or, unless `allow_missing`, `image 0 of 4: empty`. The
+    signature keeps serving the next request. Bytes that start like a
+    supported format but are corrupt or truncated (a JPEG cut short, a PNG
+    with a bad chunk) still fail inside the shared decoder, with TensorFlow's
+    own message and no instance index: no core op decodes without raising.
 
     Args:
         model: `MultimodalClassifier`. Carries its preprocessor.
         model_dir: str or Path. The model's folder (`saved_models/<name>`).
         version: int or None. `None` means one above the highest version present.
         verbose: bool. Let Keras print the exported variables.
+        allow_missing: bool or None. Accept an empty image (scored with
+            `image_present = 0`, as in training with
+            `data.allow_missing_modalities`). `None` accepts it when the model
+            was trained with `modality_dropout` or does not read images.
+        warmup_samples: list of `(text, image bytes)` or None. Warm-up requests
+            are built from them; `None` uses `warmup.default_warmup_samples()`.
 
     Returns:
         Path of the version folder.
@@ -56,11 +79,14 @@ def export_saved_model(model, model_dir, version=None, verbose=False):
             f"{target} already exists; TF Serving versions are immutable. "
             "Pick another --version or leave it out to use the next one."
         )
+    if allow_missing is None:
+        allow_missing = model.modality_dropout > 0 or "image" not in model.modalities
     preprocessor = model.preprocessor
     heads = model.head_classes()
     single = not isinstance(model.class_names, dict)
 
     def serve(text, image):
+        image = checked_images(image, allow_empty=allow_missing)
         features = preprocessor({"text": text, "image": image})
         outputs = model(features, training=False)
         outputs = {next(iter(heads)): outputs} if single else outputs
@@ -95,11 +121,66 @@ def export_saved_model(model, model_dir, version=None, verbose=False):
         (staging / "assets.extra" / LABELS_FILE).write_text(
             "\n".join(lines) + "\n", encoding="utf-8"
         )
+        # Written before the rename, so TF Serving never loads the version without it.
+        samples = list(warmup_samples or default_warmup_samples())
+        texts, images = [text for text, _ in samples], [image for _, image in samples]
+        write_warmup_requests(staging, texts, images, model=model_dir.name)
         os.rename(staging, target)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return target
+
+
+def checked_images(images, allow_empty=True):
+    """Passes a batch of encoded images on, or fails naming each bad one and why.
+
+    Args:
+        images: tf.string tensor `[batch]`. Encoded image bytes.
+        allow_empty: bool. An empty string (a sample without an image) is fine.
+
+    Returns:
+        `images`, once every one starts with JPEG, PNG, GIF or BMP magic bytes.
+
+    Example:
+    >>> checked_images(tf.constant([b"BM..."])).shape
+    TensorShape([1])
+    """
+    empty = tf.strings.length(images) == 0
+    known = tf.reduce_any(
+        tf.stack([tf.strings.substr(images, 0, len(magic)) == magic for magic in IMAGE_MAGIC]),
+        axis=0,
+    )
+    bad = tf.logical_and(tf.logical_not(empty), tf.logical_not(known))
+    if not allow_empty:
+        bad = tf.logical_or(bad, empty)
+    # The message is only built for a bad request.
+    message = tf.cond(
+        tf.reduce_any(bad),
+        lambda: _bad_image_message(images, empty, bad),
+        lambda: tf.constant(""),
+    )
+    assertion = tf.debugging.Assert(tf.logical_not(tf.reduce_any(bad)), [message])
+    with tf.control_dependencies([assertion]):
+        return tf.identity(images)
+
+
+def _bad_image_message(images, empty, bad):
+    head = tf.strings.bytes_split(tf.strings.substr(images, 0, 8))
+    codes = tf.reshape(tf.io.decode_raw(head.flat_values, tf.uint8), [-1])
+    hexes = tf.strings.reduce_join(
+        head.with_flat_values(tf.gather(tf.constant(_HEX), tf.cast(codes, tf.int32))), axis=1
+    )
+    reasons = tf.where(
+        empty,
+        "empty",
+        tf.strings.join(["not JPEG, PNG, GIF or BMP bytes (starts with 0x", hexes, "...)"]),
+    )
+    count = tf.strings.as_string(tf.size(images))
+    lines = tf.strings.join(
+        ["image ", tf.strings.as_string(tf.range(tf.size(images))), " of ", count, ": ", reasons]
+    )
+    return tf.strings.reduce_join(tf.boolean_mask(lines, bad), separator="; ")
 
 
 def _labels(probabilities, class_names, head, multi_label):

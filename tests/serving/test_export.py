@@ -1,18 +1,25 @@
+import csv
+import io
+import json
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from multimodal_tf.errors import DataError
 from multimodal_tf.serving.export import export_saved_model
+from multimodal_tf.serving.predict import predict_manifest
 from multimodal_tf.training.fit import train
+from tests.conftest import image_bytes, write_manifest
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    from tests.conftest import image_bytes, make_tiny_config, write_manifest
+    from tests.conftest import make_tiny_config
 
     folder = tmp_path_factory.mktemp("data")
     (folder / "images").mkdir()
@@ -67,3 +74,107 @@ def test_versions_increase_and_are_never_overwritten(trained, tmp_path):
         export_saved_model(trained, tmp_path / "m", version=2)
     leftovers = [p.name for p in (tmp_path / "m").iterdir() if p.name.startswith(".")]
     assert leftovers == []
+
+
+POLLER = """
+import json, os, sys, time
+models, stop, out = sys.argv[1:4]
+seen = []
+open(out + ".ready", "w").close()
+while True:
+    done = os.path.exists(stop)  # then one last look
+    for name in os.listdir(models):
+        if name.isdigit():
+            folder = os.path.join(models, name)
+            complete = os.path.isfile(os.path.join(folder, "saved_model.pb")) and os.path.isfile(
+                os.path.join(folder, "variables", "variables.index")
+            )
+            seen.append([name, complete])
+    if done:
+        break
+json.dump(seen, open(out, "w"))
+"""
+
+
+def test_a_poller_never_sees_a_half_written_version(trained, tmp_path):
+    models = tmp_path / "models"
+    models.mkdir()
+    stop, out = tmp_path / "stop", tmp_path / "seen.json"
+    poller = subprocess.Popen([sys.executable, "-c", POLLER, str(models), str(stop), str(out)])
+    try:
+        deadline = time.monotonic() + 30
+        while not Path(f"{out}.ready").exists() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        for _ in range(3):
+            export_saved_model(trained, models)
+    finally:
+        stop.touch()
+        poller.wait(timeout=30)
+    seen = json.loads(out.read_text())
+    assert {name for name, _ in seen} == {"1", "2", "3"}  # the poller did look
+    assert all(complete for _, complete in seen), [s for s in seen if not s[1]][:5]
+    assert sorted(p.name for p in models.iterdir()) == ["1", "2", "3"]
+
+
+def test_saved_model_cli_run_gives_the_keras_probabilities(trained, tmp_path):
+    texts = ["hot 3", "cold 4", "", "hot cold"]
+    images = [image_bytes((200, 20, 30)), image_bytes((20, 40, 200), format="JPEG")] * 2
+    version_dir = export_saved_model(trained, tmp_path / "m")
+    np.save(tmp_path / "text.npy", np.array(texts, dtype=object), allow_pickle=True)
+    np.save(tmp_path / "image.npy", np.array(images, dtype=object), allow_pickle=True)
+    cli = shutil.which("saved_model_cli") or str(Path(sys.executable).parent / "saved_model_cli")
+    subprocess.run(
+        [
+            cli,
+            "run",
+            "--dir",
+            str(version_dir),
+            "--tag_set",
+            "serve",
+            "--signature_def",
+            "serving_default",
+            "--inputs",
+            f"text={tmp_path / 'text.npy'};image={tmp_path / 'image.npy'}",
+            "--outdir",
+            str(tmp_path / "out"),
+        ],
+        capture_output=True,
+        check=True,
+    )
+    features = trained.preprocessor(
+        {"text": np.array(texts, dtype=object), "image": np.array(images, dtype=object)}
+    )
+    expected = trained.predict(features, verbose=0)
+    np.testing.assert_allclose(np.load(tmp_path / "out" / "probabilities.npy"), expected, atol=1e-5)
+    labels = np.load(tmp_path / "out" / "label.npy", allow_pickle=True)
+    names = [trained.class_names[i] for i in expected.argmax(-1)]
+    assert [label.decode() for label in labels] == names
+
+
+class Terminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def test_predict_streams_probabilities_and_shows_progress(trained, tmp_path):
+    version_dir = export_saved_model(trained, tmp_path / "m")
+    rows = []
+    for index in range(10):
+        (tmp_path / f"{index}.png").write_bytes(image_bytes((20 * index, 90, 200)))
+        rows.append({"id": str(index), "text": f"hot {index}", "image": f"{index}.png"})
+    manifest = write_manifest(tmp_path, rows)
+    log = io.StringIO()  # not a terminal: one line per update, at most every 5 s
+    summary = predict_manifest(version_dir, manifest, tmp_path / "p.csv", batch_size=4, stream=log)
+    assert summary["num_rows"] == 10
+    lines = log.getvalue().splitlines()
+    assert 1 <= len(lines) <= 2 and lines[-1].startswith("predict: 10/10 rows (100.0%)")
+    assert "rows/s" in lines[-1] and "ETA 0:00:00" in lines[-1]
+    written = list(csv.DictReader((tmp_path / "p.csv").open()))
+    assert [row["id"] for row in written] == [row["id"] for row in rows]
+    assert {f"probability_{name}" for name in trained.class_names} <= set(written[0])
+    terminal = Terminal()  # a terminal: redrawn in place, then a newline
+    predict_manifest(version_dir, manifest, tmp_path / "q.csv", batch_size=4, stream=terminal)
+    assert terminal.getvalue().startswith("\rpredict: ") and terminal.getvalue().endswith("\n")
+    quiet = io.StringIO()
+    predict_manifest(version_dir, manifest, tmp_path / "r.csv", progress=False, stream=quiet)
+    assert quiet.getvalue() == ""

@@ -1,0 +1,87 @@
+"""The serving signature refuses bad images per instance and keeps serving."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from multimodal_tf.models.classifier import MultimodalClassifier
+from multimodal_tf.models.preprocessor import MultimodalPreprocessor
+from multimodal_tf.serving.export import export_saved_model
+from tests.conftest import image_bytes
+
+TEXTS = ["warm red fire", "cold blue ice", "red hot", "blue snow"]
+JPEG = image_bytes((220, 30, 30), format="JPEG")
+IMAGES = [JPEG, image_bytes((30, 30, 220)), image_bytes(format="GIF"), image_bytes(format="BMP")]
+
+
+def tiny_model(modality_dropout=0.0):
+    preprocessor = MultimodalPreprocessor(sequence_length=4, image_size=(16, 16))
+    preprocessor.adapt(TEXTS, min_frequency=1)
+    return MultimodalClassifier(
+        ["warm", "cold"],
+        preprocessor,
+        embedding_dim=4,
+        lstm_units=4,
+        hidden_dim=8,
+        image_filters=(4, 8),
+        modality_dropout=modality_dropout,
+    )
+
+
+def keras_probabilities(model, texts, images):
+    features = model.preprocessor(
+        {"text": np.array(texts, dtype=object), "image": np.array(images, dtype=object)}
+    )
+    return model.predict(features, verbose=0)
+
+
+@pytest.fixture(scope="module")
+def strict(tmp_path_factory):
+    """An untrained model exported without `allow_missing`, and its loaded signature."""
+    model = tiny_model()
+    version_dir = export_saved_model(model, tmp_path_factory.mktemp("strict"))
+    return model, tf.saved_model.load(str(version_dir)).signatures["serving_default"]
+
+
+def serve(signature, texts, images):
+    return signature(text=tf.constant(texts, tf.string), image=tf.constant(images, tf.string))
+
+
+def test_undecodable_and_empty_images_are_named_then_the_next_request_is_served(strict):
+    model, signature = strict
+    images = [b"", IMAGES[1], b"not an image at all", IMAGES[3]]
+    with pytest.raises(tf.errors.InvalidArgumentError) as error:
+        serve(signature, TEXTS, images)
+    assert (
+        "image 0 of 4: empty; image 2 of 4: not JPEG, PNG, GIF or BMP bytes "
+        "(starts with 0x6e6f7420616e2069...)" in error.value.message
+    )
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"image 1 of 2: not JPEG.*0x3c68"):
+        serve(signature, TEXTS[:2], [JPEG, b"<html>oops</html>"])
+    # The same signature serves a good request (all four formats) right after.
+    out = serve(signature, TEXTS, IMAGES)
+    expected = keras_probabilities(model, TEXTS, IMAGES)
+    np.testing.assert_allclose(out["probabilities"], expected, atol=1e-5)
+
+
+def test_a_truncated_jpeg_still_fails_but_without_an_index(strict):
+    _, signature = strict
+    with pytest.raises(tf.errors.InvalidArgumentError) as error:
+        serve(signature, TEXTS[:2], [JPEG, JPEG[: len(JPEG) // 2]])
+    assert "image 1 of 2" not in error.value.message  # documented limit
+    assert serve(signature, TEXTS[:1], [JPEG])["probabilities"].shape == (1, 2)
+
+
+@pytest.mark.parametrize("allow_missing, modality_dropout", [(True, 0.0), (None, 0.2)])
+def test_empty_image_is_accepted_when_missing_modalities_are(
+    allow_missing, modality_dropout, tmp_path
+):
+    model = tiny_model(modality_dropout)
+    version_dir = export_saved_model(model, tmp_path, allow_missing=allow_missing)
+    signature = tf.saved_model.load(str(version_dir)).signatures["serving_default"]
+    images = [IMAGES[0], b"", IMAGES[2], IMAGES[3]]
+    out = serve(signature, TEXTS, images)
+    expected = keras_probabilities(model, TEXTS, images)
+    np.testing.assert_allclose(out["probabilities"], expected, atol=1e-5)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="image 1 of 2: not JPEG"):
+        serve(signature, TEXTS[:2], [b"", b"GIF"])
