@@ -19,6 +19,7 @@ SUBCOMMANDS = [
     "ablate",
     "tune",
     "report",
+    "serving-config",
 ]
 
 

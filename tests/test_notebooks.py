@@ -66,6 +66,16 @@ def check_fusion_strategies(notebook, workdir):
     assert (version_dir / "assets.extra" / "labels.txt").is_file()
 
 
+def check_serving(notebook, workdir):
+    outputs = notebook_outputs(notebook)
+    assert "serving_default" in outputs and "inputs['image']" in outputs  # saved_model_cli
+    assert served_minus_keras(outputs) < 1e-5
+    assert "row and columnar agree: True" in outputs
+    assert "image 1 of 2: not JPEG" in outputs and "next request:" in outputs
+    version_dir = workdir / "data" / "serving_demo" / "saved_models" / "demo" / "1"
+    assert (version_dir / "assets.extra" / "tf_serving_warmup_requests").is_file()
+
+
 # Per notebook: the environment that shrinks it to a smoke run, and what must come out.
 NOTEBOOK_RUNS = {
     "01_quickstart.ipynb": (
@@ -75,6 +85,10 @@ NOTEBOOK_RUNS = {
     "02_fusion_strategies.ipynb": (
         {"FUSION_NUM_SAMPLES": "300", "FUSION_EPOCHS": "2"},
         check_fusion_strategies,
+    ),
+    "03_serving.ipynb": (
+        {"SERVING_NUM_SAMPLES": "300", "SERVING_EPOCHS": "2"},
+        check_serving,
     ),
 }
 
