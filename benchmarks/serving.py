@@ -49,24 +49,14 @@ def prepare(folder):
 
     from multimodal_tf.config import RunConfig
     from multimodal_tf.data.demo import CLASS_NAMES, make_demo_dataset
-    from multimodal_tf.models.preprocessor import MultimodalPreprocessor
-    from multimodal_tf.models.text_encoder import text_features_for
     from multimodal_tf.serving.export import export_saved_model
-    from multimodal_tf.training.fit import build_model
+    from multimodal_tf.training.fit import adapted_preprocessor, build_model
 
     config = RunConfig()
-    data = config.data
     keras.utils.set_random_seed(0)
     manifest = make_demo_dataset(folder / "demo", num_samples=400)
     texts = [line.split(",")[1] for line in manifest.read_text().splitlines()[1:]]
-    preprocessor = MultimodalPreprocessor(
-        sequence_length=data.sequence_length or None,
-        image_size=data.image_size,
-        max_vocabulary_size=data.max_vocabulary_size,
-        min_frequency=data.min_frequency,
-        text_features=text_features_for(config.model.text_encoder),
-    )
-    preprocessor.adapt(texts, spacy_norms=data.spacy_norms)
+    preprocessor = adapted_preprocessor(config, texts)
     model = build_model(config.model, list(CLASS_NAMES), preprocessor)
     model.save(folder / "model.keras")
     return export_saved_model(model, folder / "saved_models" / "default"), folder / "model.keras"
