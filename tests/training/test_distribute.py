@@ -18,8 +18,11 @@ from multimodal_tf.training.distribute import make_strategy
 
 def _config(tiny_config, tmp_path, name, **training):
     values = tiny_config.to_dict()
-    # No dropout: replicas draw other random masks than one device would.
-    values["model"].update(dropout_rate=0.0, token_dropout=0.0, modality_dropout=0.0)
+    # No dropout or augmentation: replicas draw other random masks and crops
+    # than one device would.
+    values["model"].update(
+        dropout_rate=0.0, token_dropout=0.0, modality_dropout=0.0, image_augmentation=False
+    )
     values["training"].update(tensorboard=False, **training)
     path = tmp_path / f"{name}.json"
     path.write_text(json.dumps(values))

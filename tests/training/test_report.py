@@ -46,10 +46,15 @@ def write_tiny_manifest(folder):
 
 @pytest.fixture(scope="module")
 def trained_report(tmp_path_factory):
-    """One tiny model trained with the default (attention) fusion, and its test report."""
+    """One tiny model trained with the default (attention) fusion, and its test report.
+
+    The text encoder is an LSTM (one token per word) so that the report can show
+    attention on words; the default `bag` encoder makes one token per text.
+    """
     folder = tmp_path_factory.mktemp("report")
     manifest = write_tiny_manifest(folder)
     config = make_tiny_config()
+    config.model.text_encoder = "lstm"
     config.training.report = True  # train() writes the report of the test split
     config.training.tensorboard = True
     train(manifest, config, folder / "run", verbose=0)
