@@ -39,3 +39,17 @@ def test_wrong_number_of_sequences_is_a_clear_error():
 def test_hidden_dim_must_split_into_heads():
     with pytest.raises(ValueError, match="divisible"):
         AttentionFusion(hidden_dim=10, num_heads=4)
+
+
+def test_one_text_token_alone_raises_no_softmax_warning():
+    # A text-only model with the bag encoder attends over its one token; Keras
+    # warns about a softmax over a size-1 axis, which is by design here.
+    import warnings
+
+    # With attention dropout in training, Keras takes its explicit-softmax path.
+    single = AttentionFusion(hidden_dim=8, num_heads=2, num_modalities=1, dropout_rate=0.3)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        out = single([np.ones((3, 1, 8), "float32")], training=True)
+    assert out.shape == (3, 8)
+    assert not [w for w in caught if "softmax" in str(w.message)]

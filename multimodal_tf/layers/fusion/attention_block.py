@@ -1,5 +1,8 @@
 """A Transformer block whose queries may come from other tokens than its keys."""
 
+import contextlib
+import warnings
+
 import keras
 from keras import ops
 
@@ -49,7 +52,10 @@ class AttentionBlock(keras.layers.Layer):
 
     def call(self, query, value, query_mask, value_mask, training=None):
         attention_mask = ops.logical_and(query_mask[:, :, None], value_mask[:, None, :])
-        attended = self.attention(query, value, attention_mask=attention_mask, training=training)
+        with _one_key_is_fine(value):
+            attended = self.attention(
+                query, value, attention_mask=attention_mask, training=training
+            )
         tokens = self.attention_norm(query + self.dropout(attended, training=training))
         hidden = self.feedforward_output(self.feedforward(tokens))
         return self.feedforward_norm(tokens + self.dropout(hidden, training=training))
@@ -73,13 +79,14 @@ class AttentionBlock(keras.layers.Layer):
         (1, 2, 3, 5)
         """
         attention_mask = ops.logical_and(query_mask[:, :, None], value_mask[:, None, :])
-        _, scores = self.attention(
-            query,
-            value,
-            attention_mask=attention_mask,
-            return_attention_scores=True,
-            training=False,
-        )
+        with _one_key_is_fine(value):
+            _, scores = self.attention(
+                query,
+                value,
+                attention_mask=attention_mask,
+                return_attention_scores=True,
+                training=False,
+            )
         return scores
 
     def compute_output_shape(self, query_shape, *args):
@@ -95,3 +102,16 @@ class AttentionBlock(keras.layers.Layer):
             }
         )
         return config
+
+
+@contextlib.contextmanager
+def _one_key_is_fine(value):
+    """Silences Keras' "softmax over an axis of size 1" warning when there is one key.
+
+    A text-only model with the `bag` encoder attends over its single text token:
+    the weight is 1 by design, not a mistake, and users should not see a warning.
+    """
+    with warnings.catch_warnings():
+        if value.shape[1] == 1:
+            warnings.filterwarnings("ignore", message="You are using a softmax over axis")
+        yield
