@@ -1,7 +1,7 @@
 """Serving latency of an exported SavedModel on raw JPEG bytes + text, next to the issue's bars.
 
-Without `--model`, builds the DEFAULT run config's model (`RunConfig()`: LSTM text,
-conv image, attention fusion, 64x64), adapts its preprocessor (spaCy norms included)
+Without `--model`, builds the DEFAULT run config's model (`RunConfig()`: bag-of-n-grams
+text, conv image, attention fusion, 64x64), adapts its preprocessor (spaCy norms included)
 on the demo dataset's texts, and exports it with `export_saved_model` into a temporary
 folder. Its weights are untrained: that does not change the work per request.
 
