@@ -1,3 +1,5 @@
+import warnings
+
 import numpy as np
 import pytest
 
@@ -44,8 +46,6 @@ def test_hidden_dim_must_split_into_heads():
 def test_one_text_token_alone_raises_no_softmax_warning():
     # A text-only model with the bag encoder attends over its one token; Keras
     # warns about a softmax over a size-1 axis, which is by design here.
-    import warnings
-
     # With attention dropout in training, Keras takes its explicit-softmax path.
     single = AttentionFusion(hidden_dim=8, num_heads=2, num_modalities=1, dropout_rate=0.3)
     with warnings.catch_warnings(record=True) as caught:
