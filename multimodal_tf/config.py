@@ -65,7 +65,7 @@ class TrainingConfig:
     """`compile` and `fit` arguments and model selection."""
 
     epochs: int = 30
-    learning_rate: float = 1e-3
+    learning_rate: float = 2e-3  # 1e-3 -> 2e-3: fused +3 accuracy on MVSA (docs/defaults.md)
     weight_decay: float = 1e-4
     label_smoothing: float = 0.1
     lr_schedule: str = "cosine"
