@@ -1,4 +1,4 @@
-"""Classification metrics from held-out predictions, and the confusion-matrix plot."""
+"""Classification metrics and ROC/PR curves from held-out predictions; the confusion-matrix plot."""
 
 import numpy as np
 
@@ -148,3 +148,43 @@ def plot_confusion_matrix(metrics, path, title="Confusion matrix"):
         )
     figure.tight_layout()
     figure.savefig(path, dpi=100)
+
+
+def roc_pr(y_true, scores):
+    """One-vs-rest ROC and precision-recall curves of one class, with ROC AUC and AP.
+
+    Tied scores form one threshold. Average precision is
+    `sum_n (R_n - R_(n-1)) P_n`, as scikit-learn defines it.
+
+    Args:
+        y_true: array of bool. Whether each sample belongs to the class.
+        scores: array of float. The class's predicted probability.
+
+    Returns:
+        A dict: `fpr`, `tpr`, `recall`, `precision` (arrays), `auc`, `ap`
+        (floats, NaN when undefined: no positives, or for `auc` no negatives)
+        and `positives` (int).
+
+    Example:
+    >>> round(roc_pr(np.array([1, 0, 1, 0]), np.array([0.9, 0.8, 0.7, 0.1]))["auc"], 2)
+    0.75
+    """
+    y_true, scores = np.asarray(y_true, dtype=float), np.asarray(scores, dtype=float)
+    order = np.argsort(-scores, kind="mergesort")
+    ends = np.r_[np.flatnonzero(np.diff(scores[order])), len(order) - 1]
+    true_positives = np.cumsum(y_true[order])[ends]
+    false_positives = ends + 1 - true_positives
+    positives, negatives = float(y_true.sum()), float(len(y_true) - y_true.sum())
+    curves = {"positives": int(positives), "auc": float("nan"), "ap": float("nan")}
+    if positives == 0:
+        return {**curves, **{key: np.zeros(0) for key in ("fpr", "tpr", "recall", "precision")}}
+    curves["tpr"] = np.r_[0.0, true_positives / positives]
+    curves["fpr"] = np.r_[0.0, false_positives / max(negatives, 1.0)]
+    if negatives:
+        curves["auc"] = float(
+            np.sum(np.diff(curves["fpr"]) * (curves["tpr"][1:] + curves["tpr"][:-1]) / 2)
+        )
+    curves["precision"] = true_positives / (true_positives + false_positives)
+    curves["recall"] = true_positives / positives
+    curves["ap"] = float(np.sum(np.diff(np.r_[0.0, curves["recall"]]) * curves["precision"]))
+    return curves

@@ -14,7 +14,8 @@ from multimodal_tf.models.classifier import MultimodalClassifier
 from multimodal_tf.models.preprocessor import MultimodalPreprocessor
 from multimodal_tf.training.browser import figures_status, find_chromium, screenshot
 from multimodal_tf.training.fit import train
-from multimodal_tf.training.report import roc_pr, write_report
+from multimodal_tf.training.metrics import roc_pr
+from multimodal_tf.training.report import write_report
 from tests.conftest import image_bytes, make_tiny_config, write_manifest
 from tests.training.test_multilabel import write_multilabel_manifest
 
