@@ -10,11 +10,15 @@ from multimodal_tf.layers.image_augmentation import image_augmenter
 from multimodal_tf.layers.modality_dropout import ModalityDropout
 from multimodal_tf.models.embeddings import load_word_vectors
 from multimodal_tf.models.image_encoder import get_image_encoder
+from multimodal_tf.models.task import (
+    DEFAULT_HEAD,
+    ClassificationTask,
+    _heads,
+    _multi_label_heads,
+)
 from multimodal_tf.models.text_encoder import get_text_encoder
 
 MODALITIES = ("text", "image")
-#: The output name of a single-task model (a multi-task model names its heads).
-DEFAULT_HEAD = "label"
 
 
 def _multi_worker(strategy):
@@ -25,7 +29,7 @@ def _multi_worker(strategy):
 
 
 @keras.saving.register_keras_serializable(package="multimodal_tf")
-class MultimodalClassifier(keras.Model):
+class MultimodalClassifier(ClassificationTask, keras.Model):
     """Classifier over a text and an image (or just one of them), with one or more heads.
 
     A functional `keras.Model` on preprocessed tensors (`{"token_ids": int32
@@ -246,66 +250,6 @@ class MultimodalClassifier(keras.Model):
             text_layer.set_embeddings(matrix)
             self.text_embedding_coverage = found / max(len(preprocessor.vocabulary), 1)
 
-    @property
-    def head_names(self):
-        """Output names: `["label"]` for a single-task model, else the heads' names."""
-        if isinstance(self.class_names, dict):
-            return list(self.class_names)
-        return [DEFAULT_HEAD]
-
-    def head_classes(self):
-        """`{head name: class names}` for every head."""
-        return _heads(self.class_names)
-
-    def is_multi_label(self, head=DEFAULT_HEAD):
-        """Whether `head` is a multi-label (sigmoid) head."""
-        return head in _multi_label_heads(self.multi_label, self.head_classes())
-
-    def compile(
-        self,
-        optimizer="auto",
-        loss="auto",
-        metrics="auto",
-        learning_rate=1e-3,
-        weight_decay=1e-4,
-        label_smoothing=0.0,
-        **kwargs,
-    ):
-        """Compiles with defaults that suit this task; any argument overrides them.
-
-        Labels are one-hot (single-label) or multi-hot (multi-label) vectors,
-        as `make_dataset` yields them; a multi-task model takes a dict of them
-        keyed by head name. The default metrics are accuracy and macro-F1;
-        `val_macro_f1` (`val_<head>_macro_f1` with several heads) is what model
-        selection watches. Per-head `loss_weights` go through `**kwargs`, as
-        in any Keras model.
-
-        Args:
-            optimizer: "auto" (AdamW) or any Keras optimizer.
-            loss: "auto" (categorical or binary cross-entropy per head) or any Keras loss.
-            metrics: "auto" (accuracy, macro-F1) or Keras metrics.
-            learning_rate: float. Used by the "auto" optimizer.
-            weight_decay: float. Used by the "auto" optimizer.
-            label_smoothing: float. Used by the "auto" losses.
-            **kwargs: passed to `keras.Model.compile`.
-        """
-        if optimizer == "auto":
-            optimizer = keras.optimizers.AdamW(learning_rate, weight_decay=weight_decay)
-        names = self.head_names
-        if loss == "auto":
-            loss = {
-                name: keras.losses.BinaryCrossentropy(label_smoothing=label_smoothing)
-                if self.is_multi_label(name)
-                else keras.losses.CategoricalCrossentropy(label_smoothing=label_smoothing)
-                for name in names
-            }
-        if metrics == "auto":
-            metrics = {name: _default_metrics(self.is_multi_label(name)) for name in names}
-        if not isinstance(self.class_names, dict):
-            loss = loss[DEFAULT_HEAD] if isinstance(loss, dict) else loss
-            metrics = metrics[DEFAULT_HEAD] if isinstance(metrics, dict) else metrics
-        super().compile(optimizer=optimizer, loss=loss, metrics=metrics, **kwargs)
-
     def call(self, inputs, training=None, mask=None):
         # A unimodal model accepts the full feature dict and ignores the rest,
         # so one dataset and one serving signature fit every model; features
@@ -355,12 +299,6 @@ class MultimodalClassifier(keras.Model):
         names = {"text": ["token_ids"], "image": ["image", "image_present"]}
         return [name for modality in self.modalities for name in names[modality]]
 
-    def compile_from_config(self, config):
-        config = keras.saving.deserialize_keras_object(config)
-        self.compile(**config)
-        if self.built:
-            self.optimizer.build(self.trainable_variables)
-
     def get_config(self):
         return {
             "name": self.name,
@@ -394,44 +332,6 @@ class MultimodalClassifier(keras.Model):
         # or backbone weights again would be wasted work, or fail on a machine
         # without the file. The config still records where they came from.
         return cls(**config, _load_pretrained=False)
-
-
-def _heads(class_names):
-    if isinstance(class_names, dict):
-        heads = {str(head): [str(name) for name in names] for head, names in class_names.items()}
-    else:
-        heads = {DEFAULT_HEAD: [str(name) for name in class_names]}
-    if not heads:
-        raise ValueError("`class_names` must name at least one head.")
-    for head, names in heads.items():
-        if len(names) < 2:
-            raise ValueError(f"Head {head!r} needs at least two classes; received {names}.")
-        if len(set(names)) != len(names):
-            raise ValueError(f"Head {head!r} has duplicate class names: {names}.")
-    return heads
-
-
-def _multi_label_heads(multi_label, heads):
-    if isinstance(multi_label, bool):
-        return set(heads) if multi_label else set()
-    unknown = [name for name in multi_label if name not in heads]
-    if unknown:
-        raise ValueError(
-            f"`multi_label` names unknown heads {unknown}; the heads are {list(heads)}."
-        )
-    return set(multi_label)
-
-
-def _default_metrics(multi_label):
-    if multi_label:
-        return [
-            keras.metrics.BinaryAccuracy(name="accuracy"),
-            keras.metrics.F1Score(average="macro", threshold=0.5, name="macro_f1"),
-        ]
-    return [
-        keras.metrics.CategoricalAccuracy(name="accuracy"),
-        keras.metrics.F1Score(average="macro", name="macro_f1"),
-    ]
 
 
 def _layer(value):

@@ -4,8 +4,33 @@ import keras
 from keras import ops
 
 
+class DecisionThresholds:
+    """Per-class decision `thresholds` (a non-trainable weight) for a multi-label output layer.
+
+    Layers that end a model's head mix this in, so `tune_thresholds` and the
+    export find the thresholds on `model.get_layer(head_name)`.
+    """
+
+    def add_thresholds(self, num_classes):
+        self.thresholds = self.add_weight(
+            shape=(num_classes,),
+            initializer=keras.initializers.Constant(0.5),
+            trainable=False,
+            name="thresholds",
+        )
+
+    def set_thresholds(self, thresholds):
+        """Sets the per-class decision thresholds of a multi-label head."""
+        thresholds = ops.convert_to_numpy(thresholds).astype("float32").reshape(-1)
+        if thresholds.shape != (self.num_classes,):
+            raise ValueError(
+                f"Expected {self.num_classes} thresholds; received {thresholds.shape[0]}."
+            )
+        self.thresholds.assign(thresholds)
+
+
 @keras.saving.register_keras_serializable(package="multimodal_tf")
-class ClassificationHead(keras.layers.Layer):
+class ClassificationHead(DecisionThresholds, keras.layers.Layer):
     """Dropout and a dense layer to class probabilities, for one task.
 
     On `[batch, features]` it is a dense layer. On `[batch, num_modalities,
@@ -62,12 +87,7 @@ class ClassificationHead(keras.layers.Layer):
             self.decision_weights = self.add_weight(
                 shape=per_modality, initializer="zeros", name="decision_weights"
             )
-        self.thresholds = self.add_weight(
-            shape=(self.num_classes,),
-            initializer=keras.initializers.Constant(0.5),
-            trainable=False,
-            name="thresholds",
-        )
+        self.add_thresholds(self.num_classes)
         self.built = True
 
     def call(self, features, training=None):
@@ -81,15 +101,6 @@ class ClassificationHead(keras.layers.Layer):
             weights = weights / ops.sum(weights)
             logits = ops.einsum("bmc,m->bc", decisions, weights)
         return ops.sigmoid(logits) if self.multi_label else ops.softmax(logits, axis=-1)
-
-    def set_thresholds(self, thresholds):
-        """Sets the per-class decision thresholds of a multi-label head."""
-        thresholds = ops.convert_to_numpy(thresholds).astype("float32").reshape(-1)
-        if thresholds.shape != (self.num_classes,):
-            raise ValueError(
-                f"Expected {self.num_classes} thresholds; received {thresholds.shape[0]}."
-            )
-        self.thresholds.assign(thresholds)
 
     def compute_output_shape(self, input_shape):
         return (input_shape[0], self.num_classes)
