@@ -17,7 +17,8 @@ wall time per model, and writes `<output>/accuracy_<name>.md` and `.csv`. Needs 
 
     .venv/bin/pip install -e ".[bench]"
     .venv/bin/python benchmarks/accuracy.py --data ../shared/data/mvsa_single/manifest.csv \\
-        --seeds 3 [--models baseline,text,image,fused,pretrained] [--config FILE]
+        --seeds 3 [--models baseline,text,image,fused,pretrained] [--config FILE] \\
+        [--ensemble 3]
 """
 
 import argparse
@@ -147,6 +148,11 @@ def main():
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--models", default=",".join(MODELS), help=f"Subset of {MODELS}.")
     parser.add_argument("--config", help="Run config for the multimodal_tf models.")
+    parser.add_argument(
+        "--ensemble",
+        type=int,
+        help="Sets training.ensemble: each multimodal_tf result averages this many seeds.",
+    )
     parser.add_argument("--backbone-weights", default=str(BACKBONE))
     parser.add_argument("--output", default="benchmarks/results")
     parser.add_argument("--name", default="mvsa", help="Result files: accuracy_<name>.md/.csv.")
@@ -155,8 +161,12 @@ def main():
     unknown = [m for m in models if m not in MODELS]
     if unknown:
         parser.error(f"unknown models {unknown}; choose from {MODELS}")
-    seeds = [1337 + k for k in range(args.seeds)]
     config = load_config(args.config)
+    if args.ensemble:
+        config.training.ensemble = args.ensemble
+    # An ensemble with seed s trains members s, s + 1, ...: the next one starts after them,
+    # so no two results share a member.
+    seeds = [1337 + k * config.training.ensemble for k in range(args.seeds)]
     rows = []
     for name in models:
         print(f"{name} ...", flush=True)

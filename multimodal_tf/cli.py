@@ -322,7 +322,7 @@ def _report(args):
     from multimodal_tf.data.source import TrainingData
     from multimodal_tf.errors import DataError
     from multimodal_tf.training.browser import figures_status, screenshot
-    from multimodal_tf.training.fit import resolve_model_file
+    from multimodal_tf.training.evaluate import resolve_model_file
     from multimodal_tf.training.report import write_report
 
     run = Path(args.run)
@@ -369,7 +369,7 @@ def _ablate(args):
 
 
 def _evaluate(args):
-    from multimodal_tf.training.fit import evaluate
+    from multimodal_tf.training.evaluate import evaluate
 
     metrics = evaluate(args.run, args.manifest, split=args.split)
     _print_metrics(args.split, metrics)
@@ -382,7 +382,7 @@ def _export(args):
 
     from multimodal_tf.config import load_config
     from multimodal_tf.serving.export import export_saved_model
-    from multimodal_tf.training.fit import resolve_model_file
+    from multimodal_tf.training.evaluate import resolve_model_file
 
     model_file = resolve_model_file(args.run)
     config_file = model_file.parent / "config.yaml"

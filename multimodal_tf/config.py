@@ -73,6 +73,7 @@ class TrainingConfig:
     class_weight: str = "sqrt"
     oversample: bool = False
     seed: int = 1337
+    ensemble: int = 1  # >1: that many seeds, probabilities averaged (training/ensemble.py)
     deterministic: bool = False  # deterministic TF ops: identical reruns, slower
     strategy: str = "none"  # none | mirrored | multi_worker (tf.distribute)
     tensorboard: bool = True  # TensorBoard logs in RUN/logs

@@ -7,30 +7,26 @@ import time
 from pathlib import Path
 
 import keras
-import numpy as np
 import tensorflow as tf
 
 from multimodal_tf.config import RunConfig, load_config, save_config
 from multimodal_tf.data.balance import class_weights
-from multimodal_tf.data.dataset import make_dataset
 from multimodal_tf.data.source import TrainingData
-from multimodal_tf.data.validate import validate_manifest
-from multimodal_tf.errors import ConfigError, DataError
+from multimodal_tf.errors import ConfigError
 from multimodal_tf.models.classifier import DEFAULT_HEAD, MultimodalClassifier
 from multimodal_tf.models.preprocessor import MultimodalPreprocessor
 from multimodal_tf.models.text_encoder import text_features_for
 from multimodal_tf.training.callbacks import BACKUP_DIR, training_callbacks
 from multimodal_tf.training.distribute import every_worker_sees_all, make_strategy, shard_by_data
+from multimodal_tf.training.ensemble import fit_ensemble, member_dir
+from multimodal_tf.training.evaluate import MODEL_FILE, evaluate_dataset
 from multimodal_tf.training.metrics import (
-    classification_metrics,
-    multilabel_metrics,
     plot_confusion_matrix,
 )
 from multimodal_tf.training.provenance import data_fingerprint, read_run_record, write_run_record
 from multimodal_tf.training.report import write_report
 from multimodal_tf.training.thresholds import tune_thresholds
 
-MODEL_FILE = "model.keras"
 METRICS_FILE = "metrics.json"
 
 
@@ -42,7 +38,8 @@ class TrainResult:
         run_dir: Path. Holds `config.yaml`, `run.json`, `model.keras`,
             `metrics.json`, `history.csv`, TensorBoard `logs/` and (single-label)
             `confusion_matrix.png`.
-        model: `MultimodalClassifier`. The best model (by validation macro-F1).
+        model: `MultimodalClassifier`. The best model (by validation macro-F1);
+            with `training.ensemble` > 1, a `MultimodalEnsemble` of the members.
         metrics: dict. `{"val": {...}, "test": {...}}` as in `metrics.json`, plus
             `train_seconds` (kept in `run.json`, so reruns give the same file).
     """
@@ -57,6 +54,13 @@ def train(manifest, config=None, output_dir="runs/latest", verbose=1):
 
     The vocabulary comes from training texts only and the test split is read
     once, after model selection, so the test figures are held-out figures.
+
+    With `training.ensemble: N` > 1, N members are trained one after another
+    with seeds `seed`, ..., `seed + N - 1` (each with its own model selection
+    and early stopping, in `RUN/members/<i>/`) on one preprocessor, and
+    `model.keras` is their `MultimodalEnsemble`, which averages their
+    probabilities (see `training/ensemble.py`). It costs N trainings and N
+    models per request.
 
     With `data.multi_label`, a label cell holds `|`-separated labels: the
     model gets a sigmoid head, and after selection its per-class thresholds
@@ -86,9 +90,14 @@ def train(manifest, config=None, output_dir="runs/latest", verbose=1):
         )
     # MultiWorkerMirroredStrategy must exist before TensorFlow runs any op.
     strategy = make_strategy(training.strategy)
+    if training.ensemble < 1:
+        raise ConfigError(
+            f"training.ensemble must be 1 (one model) or more (an ensemble); got "
+            f"{training.ensemble}."
+        )
     run_dir = Path(output_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    resuming = (run_dir / BACKUP_DIR).is_dir()
+    resuming = (run_dir / BACKUP_DIR).is_dir() or any(run_dir.glob(f"members/*/{BACKUP_DIR}"))
     if resuming:
         _check_same_config(run_dir, config)
     save_config(config, run_dir / "config.yaml")
@@ -106,14 +115,6 @@ def train(manifest, config=None, output_dir="runs/latest", verbose=1):
     # `data.batch_size` is per replica: every replica sees that many rows per step.
     batch_size = data.batch_size * strategy.num_replicas_in_sync
     steps = math.ceil(len(source.train_labels()) / batch_size) * training.epochs
-    with strategy.scope():
-        model = build_model(config.model, class_names, preprocessor, multi_label=data.multi_label)
-        model.compile(
-            learning_rate=learning_rate(training, steps),
-            weight_decay=training.weight_decay,
-            label_smoothing=training.label_smoothing,
-        )
-
     weights = run_class_weights(config, source.train_labels(), class_names)
 
     def dataset(split, shuffle=False, size=data.batch_size):
@@ -127,34 +128,58 @@ def train(manifest, config=None, output_dir="runs/latest", verbose=1):
             oversampled=shuffle and training.oversample,
         )
 
-    callbacks, initial_epoch = training_callbacks(
-        run_dir, training.early_stopping_patience, MODEL_FILE, tensorboard=training.tensorboard
-    )
-    if initial_epoch:
-        print(
-            f"Resuming from {run_dir / BACKUP_DIR}: {initial_epoch} of {training.epochs} "
-            "epochs were done."
-        )
-    distributed = training.strategy == "multi_worker"
     train_batches = dataset("train", shuffle=True, size=batch_size)
     val_batches = dataset("val", size=batch_size)
-    if distributed:
+    if training.strategy == "multi_worker":
         train_batches, val_batches = (
             shard_by_data(train_batches),
             every_worker_sees_all(val_batches),
         )
+
+    def fit_member(member_dir, seed):
+        keras.utils.set_random_seed(seed)
+        with strategy.scope():
+            model = build_model(
+                config.model, class_names, preprocessor, multi_label=data.multi_label
+            )
+            model.compile(
+                learning_rate=learning_rate(training, steps),
+                weight_decay=training.weight_decay,
+                label_smoothing=training.label_smoothing,
+            )
+        callbacks, initial_epoch = training_callbacks(
+            member_dir,
+            training.early_stopping_patience,
+            MODEL_FILE,
+            tensorboard=training.tensorboard,
+        )
+        if initial_epoch:
+            print(
+                f"Resuming from {member_dir / BACKUP_DIR}: {initial_epoch} of "
+                f"{training.epochs} epochs were done."
+            )
+        # One dataset for every member: images are decoded (and cached) once, and
+        # the shuffle order goes on changing from one member's epochs to the next.
+        model.fit(
+            train_batches,
+            validation_data=val_batches,
+            class_weight=weights,
+            epochs=training.epochs,
+            callbacks=callbacks,
+            verbose=verbose,
+            shuffle=False,  # the dataset reshuffles itself every epoch
+        )
+        return initial_epoch
+
     started = time.perf_counter()
-    model.fit(
-        train_batches,
-        validation_data=val_batches,
-        class_weight=weights,
-        epochs=training.epochs,
-        callbacks=callbacks,
-        verbose=verbose,
-        shuffle=False,  # the dataset reshuffles itself every epoch
-    )
+    if training.ensemble == 1:
+        initial_epoch = fit_member(run_dir, training.seed)
+        model = keras.saving.load_model(run_dir / MODEL_FILE)
+    else:
+        initial_epoch, model = fit_ensemble(
+            fit_member, run_dir, training, resuming, MODEL_FILE, verbose=verbose
+        )
     train_seconds = time.perf_counter() - started
-    model = keras.saving.load_model(run_dir / MODEL_FILE)
 
     metrics = {
         "num_train": len(source.train_labels()),
@@ -240,7 +265,16 @@ def _write_report(run_dir, model, source, batch_size):
         )
         return
     split = "test" if source.has_split("test") else "val"
-    write_report(run_dir, model, source.splits[split], split=split, batch_size=batch_size)
+    # An ensemble has no epochs of its own: the curves are its first member's.
+    history = None if isinstance(model, MultimodalClassifier) else member_dir(run_dir, 0)
+    write_report(
+        run_dir,
+        model,
+        source.splits[split],
+        split=split,
+        batch_size=batch_size,
+        history_csv=history and history / "history.csv",
+    )
 
 
 def _check_same_config(run_dir, config):
@@ -301,98 +335,3 @@ def build_model(model_config, class_names, preprocessor, multi_label=False):
     for key in ("image_weights", "text_embeddings"):
         kwargs[key] = kwargs[key] or None
     return MultimodalClassifier(class_names, preprocessor, multi_label=multi_label, **kwargs)
-
-
-def evaluate_dataset(model, dataset):
-    """Metrics of `model` on a labelled dataset of `(features, one-hot or multi-hot)` batches.
-
-    True labels are read from the same batches the model sees, so the metrics
-    cannot be misaligned with the predictions. A multi-label model's batches
-    carry multi-hot labels; a class is predicted when its probability is at
-    or above the head's threshold, and the result is `multilabel_metrics`.
-
-    Args:
-        model: `MultimodalClassifier`.
-        dataset: `tf.data.Dataset`. As `make_dataset` builds it (no shuffling needed).
-    """
-    multi_label = model.is_multi_label()
-    if multi_label:
-        thresholds = keras.ops.convert_to_numpy(model.get_layer(DEFAULT_HEAD).thresholds)
-    y_true, y_pred = [], []
-    for features, labels in dataset:
-        probabilities = model.predict_on_batch(features)
-        if multi_label:
-            y_pred.append(probabilities >= thresholds)
-            y_true.append(labels.numpy())
-        else:
-            y_pred.append(probabilities.argmax(axis=-1))
-            y_true.append(labels.numpy().argmax(axis=-1))
-    score = multilabel_metrics if multi_label else classification_metrics
-    return score(np.concatenate(y_true), np.concatenate(y_pred), model.class_names)
-
-
-def evaluate_records(model, records, batch_size=32):
-    """Metrics of `model` on labelled records (see `evaluate_dataset`)."""
-    dataset = make_dataset(
-        records,
-        model.preprocessor,
-        model.class_names,
-        batch_size,
-        multi_label=model.is_multi_label(),
-    )
-    return evaluate_dataset(model, dataset)
-
-
-def resolve_model_file(path):
-    """`RUN/model.keras` for a run folder, the path itself for a file; `DataError` if absent."""
-    path = Path(path)
-    model_file = path / MODEL_FILE if path.is_dir() else path
-    if not model_file.is_file():
-        raise DataError(f"No trained model at {model_file}.")
-    return model_file
-
-
-def evaluate(model_path, manifest, split="test", batch_size=32, allow_missing=None):
-    """Evaluates a saved `.keras` model on one split of a labelled dataset.
-
-    The dataset goes through `validate_manifest` first, with the model's class
-    names, so any row it cannot score is reported by row and field. For a
-    multi-label model, label cells are read as `|`-separated sets and the
-    head's saved thresholds decide the predictions.
-
-    Args:
-        model_path: str or Path. A `model.keras` file or a run directory.
-        manifest: str or Path. Anything `train` accepts (not a prepared folder).
-        split: str. `train`, `val`, `test` or `all`.
-        batch_size: int. Samples per batch.
-        allow_missing: bool or None. Accept rows with an empty text or image;
-            `None` follows `data.allow_missing_modalities` in the run's
-            `config.yaml` (false without one).
-
-    Returns:
-        The metrics dict (see `classification_metrics`, `multilabel_metrics`).
-    """
-    model_file = resolve_model_file(model_path)
-    model = keras.saving.load_model(model_file)
-    if allow_missing is None:
-        run_config = model_file.parent / "config.yaml"
-        allow_missing = run_config.is_file() and (
-            load_config(run_config).data.allow_missing_modalities
-        )
-    report = validate_manifest(
-        manifest,
-        class_names=model.class_names,
-        multi_label=model.is_multi_label(),
-        allow_missing=allow_missing,
-    )
-    report.raise_for_errors()
-    records = report.records
-    if split != "all":
-        if any(record.split is None for record in records):
-            raise DataError(
-                f"{manifest} has no 'split' column; pass split='all' to evaluate every row."
-            )
-        records = [record for record in records if record.split == split]
-        if not records:
-            raise DataError(f"{manifest} has no rows in split {split!r}.")
-    return evaluate_records(model, records, batch_size)

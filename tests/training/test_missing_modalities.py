@@ -8,7 +8,8 @@ import pytest
 from multimodal_tf.cli import main
 from multimodal_tf.errors import DataError
 from multimodal_tf.serving.predict import predict_manifest
-from multimodal_tf.training.fit import evaluate, train
+from multimodal_tf.training.evaluate import evaluate
+from multimodal_tf.training.fit import train
 from tests.conftest import image_bytes, write_manifest
 from tests.helpers import run_export_test
 

@@ -1,0 +1,110 @@
+"""`evaluate()`: a saved model's metrics on one split of a labelled dataset."""
+
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from multimodal_tf.config import load_config
+from multimodal_tf.data.dataset import make_dataset
+from multimodal_tf.data.validate import validate_manifest
+from multimodal_tf.errors import DataError
+from multimodal_tf.models.task import DEFAULT_HEAD
+from multimodal_tf.training.metrics import classification_metrics, multilabel_metrics
+
+MODEL_FILE = "model.keras"
+
+
+def evaluate_dataset(model, dataset):
+    """Metrics of `model` on a labelled dataset of `(features, one-hot or multi-hot)` batches.
+
+    True labels are read from the same batches the model sees, so the metrics
+    cannot be misaligned with the predictions. A multi-label model's batches
+    carry multi-hot labels; a class is predicted when its probability is at
+    or above the head's threshold, and the result is `multilabel_metrics`.
+
+    Args:
+        model: `MultimodalClassifier`.
+        dataset: `tf.data.Dataset`. As `make_dataset` builds it (no shuffling needed).
+    """
+    multi_label = model.is_multi_label()
+    if multi_label:
+        thresholds = keras.ops.convert_to_numpy(model.get_layer(DEFAULT_HEAD).thresholds)
+    y_true, y_pred = [], []
+    for features, labels in dataset:
+        probabilities = model.predict_on_batch(features)
+        if multi_label:
+            y_pred.append(probabilities >= thresholds)
+            y_true.append(labels.numpy())
+        else:
+            y_pred.append(probabilities.argmax(axis=-1))
+            y_true.append(labels.numpy().argmax(axis=-1))
+    score = multilabel_metrics if multi_label else classification_metrics
+    return score(np.concatenate(y_true), np.concatenate(y_pred), model.class_names)
+
+
+def evaluate_records(model, records, batch_size=32):
+    """Metrics of `model` on labelled records (see `evaluate_dataset`)."""
+    dataset = make_dataset(
+        records,
+        model.preprocessor,
+        model.class_names,
+        batch_size,
+        multi_label=model.is_multi_label(),
+    )
+    return evaluate_dataset(model, dataset)
+
+
+def resolve_model_file(path):
+    """`RUN/model.keras` for a run folder, the path itself for a file; `DataError` if absent."""
+    path = Path(path)
+    model_file = path / MODEL_FILE if path.is_dir() else path
+    if not model_file.is_file():
+        raise DataError(f"No trained model at {model_file}.")
+    return model_file
+
+
+def evaluate(model_path, manifest, split="test", batch_size=32, allow_missing=None):
+    """Evaluates a saved `.keras` model on one split of a labelled dataset.
+
+    The dataset goes through `validate_manifest` first, with the model's class
+    names, so any row it cannot score is reported by row and field. For a
+    multi-label model, label cells are read as `|`-separated sets and the
+    head's saved thresholds decide the predictions.
+
+    Args:
+        model_path: str or Path. A `model.keras` file or a run directory.
+        manifest: str or Path. Anything `train` accepts (not a prepared folder).
+        split: str. `train`, `val`, `test` or `all`.
+        batch_size: int. Samples per batch.
+        allow_missing: bool or None. Accept rows with an empty text or image;
+            `None` follows `data.allow_missing_modalities` in the run's
+            `config.yaml` (false without one).
+
+    Returns:
+        The metrics dict (see `classification_metrics`, `multilabel_metrics`).
+    """
+    model_file = resolve_model_file(model_path)
+    model = keras.saving.load_model(model_file)
+    if allow_missing is None:
+        run_config = model_file.parent / "config.yaml"
+        allow_missing = run_config.is_file() and (
+            load_config(run_config).data.allow_missing_modalities
+        )
+    report = validate_manifest(
+        manifest,
+        class_names=model.class_names,
+        multi_label=model.is_multi_label(),
+        allow_missing=allow_missing,
+    )
+    report.raise_for_errors()
+    records = report.records
+    if split != "all":
+        if any(record.split is None for record in records):
+            raise DataError(
+                f"{manifest} has no 'split' column; pass split='all' to evaluate every row."
+            )
+        records = [record for record in records if record.split == split]
+        if not records:
+            raise DataError(f"{manifest} has no rows in split {split!r}.")
+    return evaluate_records(model, records, batch_size)

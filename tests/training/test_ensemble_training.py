@@ -1,0 +1,54 @@
+import json
+
+import keras
+import numpy as np
+import pytest
+
+from multimodal_tf.errors import ConfigError
+from multimodal_tf.models.ensemble import MultimodalEnsemble
+from multimodal_tf.serving.export import export_saved_model
+from multimodal_tf.training.evaluate import evaluate
+from multimodal_tf.training.fit import train
+
+
+def test_train_with_ensemble_saves_members_and_their_average(tiny_manifest, tiny_config, tmp_path):
+    tiny_config.training.ensemble = 2
+    tiny_config.training.report = True  # the report must take an ensemble too
+    run = tmp_path / "run"
+    result = train(tiny_manifest, tiny_config, run, verbose=0)
+
+    assert isinstance(result.model, MultimodalEnsemble)
+    assert len(result.model.members) == 2
+    for index in range(2):
+        assert (run / "members" / str(index) / "model.keras").is_file()
+        assert (run / "members" / str(index) / "history.csv").is_file()
+    # The report shows the first member's training curves.
+    assert "no training history" not in (run / "report.html").read_text()
+    saved = json.loads((run / "metrics.json").read_text())
+    assert set(saved) >= {"val", "test"}
+
+    # RUN/model.keras is the ensemble, and it is the mean of the saved members.
+    loaded = keras.saving.load_model(run / "model.keras")
+    members = [keras.saving.load_model(run / "members" / str(i) / "model.keras") for i in (0, 1)]
+    features = loaded.preprocessor(
+        {
+            "text": np.array(["sunny warm fire", "icy cold snow"], dtype=object),
+            "image": np.array(
+                [(tiny_manifest.parent / "images/0.jpg").read_bytes()] * 2, dtype=object
+            ),
+        }
+    )
+    expected = np.mean([member.predict(features, verbose=0) for member in members], axis=0)
+    np.testing.assert_allclose(loaded.predict(features, verbose=0), expected, atol=1e-6)
+    # Different seeds gave different members.
+    assert not np.allclose(members[0].predict(features, verbose=0), expected, atol=1e-5)
+
+    assert evaluate(run, tiny_manifest, split="test") == saved["test"]
+    version = export_saved_model(loaded, tmp_path / "served")
+    assert (version / "saved_model.pb").is_file()
+
+
+def test_ensemble_must_be_positive(tiny_manifest, tiny_config, tmp_path):
+    tiny_config.training.ensemble = 0
+    with pytest.raises(ConfigError, match="training.ensemble must be 1"):
+        train(tiny_manifest, tiny_config, tmp_path / "run", verbose=0)
