@@ -52,3 +52,34 @@ def test_ensemble_must_be_positive(tiny_manifest, tiny_config, tmp_path):
     tiny_config.training.ensemble = 0
     with pytest.raises(ConfigError, match="training.ensemble must be 1"):
         train(tiny_manifest, tiny_config, tmp_path / "run", verbose=0)
+
+
+def test_resumed_ensemble_keeps_finished_members_and_resumes_the_rest(tmp_path):
+    from multimodal_tf.config import TrainingConfig
+    from multimodal_tf.training.ensemble import fit_ensemble, member_dir
+    from tests.models.test_ensemble import members
+
+    models = members(3)
+    trained = []
+
+    def fit_member(folder, seed):
+        trained.append(seed)
+        models[seed - 1337].save(folder / "model.keras")
+        return 4 if seed == 1338 else 0
+
+    # Member 0 finished before the interruption; member 1 was cut short (its backup
+    # is there); member 2 had not started.
+    for index in (0, 1):
+        member_dir(tmp_path, index).mkdir(parents=True)
+    models[0].save(member_dir(tmp_path, 0) / "model.keras")
+    (member_dir(tmp_path, 1) / "backup").mkdir()
+    training = TrainingConfig(ensemble=3, seed=1337)
+    initial_epoch, ensemble = fit_ensemble(fit_member, tmp_path, training, resuming=True)
+    assert trained == [1338, 1339]
+    assert initial_epoch == 4
+    assert len(ensemble.members) == 3 and (tmp_path / "model.keras").is_file()
+
+    # Not resuming: every member trains again.
+    trained.clear()
+    fit_ensemble(fit_member, tmp_path, training, resuming=False, verbose=0)
+    assert trained == [1337, 1338, 1339]
