@@ -192,9 +192,18 @@ def train(manifest, config=None, output_dir="runs/latest", verbose=1):
         model.save(run_dir / MODEL_FILE)
         chosen = [round(float(threshold), 6) for threshold in chosen]  # 0.45, not 0.4499999881
         metrics["thresholds"] = dict(zip(class_names, chosen, strict=True))
-    for name in ("val", "test"):
-        if source.has_split(name):
-            metrics[name] = evaluate_dataset(model, dataset(name))
+    splits = [name for name in ("val", "test") if source.has_split(name)]
+    for name in splits:
+        metrics[name] = evaluate_dataset(model, dataset(name))
+    if training.ensemble > 1:
+        # Each member alone, so the run shows what averaging added.
+        if data.multi_label:  # members' own thresholds, chosen on val as the ensemble's are
+            for member in model.members:
+                tune_thresholds(member, dataset("val"))
+        metrics["members"] = [
+            {name: evaluate_dataset(member, dataset(name)) for name in splits}
+            for member in model.members
+        ]
     (run_dir / METRICS_FILE).write_text(json.dumps(metrics, indent=2) + "\n")
     write_run_record(
         run_dir,

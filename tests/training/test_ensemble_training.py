@@ -25,7 +25,8 @@ def test_train_with_ensemble_saves_members_and_their_average(tiny_manifest, tiny
     # The report shows the first member's training curves.
     assert "no training history" not in (run / "report.html").read_text()
     saved = json.loads((run / "metrics.json").read_text())
-    assert set(saved) >= {"val", "test"}
+    assert set(saved) >= {"val", "test", "members"}
+    assert [set(member) for member in saved["members"]] == [{"val", "test"}] * 2
 
     # RUN/model.keras is the ensemble, and it is the mean of the saved members.
     loaded = keras.saving.load_model(run / "model.keras")
@@ -83,3 +84,35 @@ def test_resumed_ensemble_keeps_finished_members_and_resumes_the_rest(tmp_path):
     trained.clear()
     fit_ensemble(fit_member, tmp_path, training, resuming=False, verbose=0)
     assert trained == [1337, 1338, 1339]
+
+
+@pytest.mark.slow  # two tiny trainings, ~30 s
+def test_multi_label_ensemble_tunes_thresholds_on_the_average(tmp_path):
+    from multimodal_tf.data.manifest import read_manifest
+    from multimodal_tf.training.thresholds import best_thresholds
+    from tests.conftest import make_tiny_config
+    from tests.training.test_multilabel import multi_hot, write_multilabel_manifest
+
+    manifest = write_multilabel_manifest(tmp_path / "data")
+    config = make_tiny_config()
+    config.data.multi_label = True
+    config.training.ensemble = 2
+    result = train(manifest, config, tmp_path / "run", verbose=0)
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert len(metrics["members"]) == 2
+    assert set(metrics["members"][0]) == {"val", "test"}
+
+    model = keras.saving.load_model(tmp_path / "run" / "model.keras")
+    val = [r for r in read_manifest(manifest) if r.split == "val"]
+    features = model.preprocessor(
+        {
+            "text": np.array([r.text for r in val], dtype=object),
+            "image": np.array([open(r.image, "rb").read() for r in val], dtype=object),
+        }
+    )
+    chosen = best_thresholds(model.predict(features, verbose=0), [multi_hot(r.label) for r in val])
+    np.testing.assert_allclose(model.get_layer("label").thresholds.numpy(), chosen, atol=1e-6)
+    evaluated = evaluate(tmp_path / "run", manifest)
+    for key in ("macro_f1", "micro_f1", "hamming_loss"):
+        assert evaluated[key] == pytest.approx(metrics["test"][key]), key
+    assert result.model.is_multi_label()
