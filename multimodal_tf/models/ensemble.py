@@ -60,12 +60,16 @@ class MultimodalEnsemble(ClassificationTask, keras.Model):
     `evaluate`, `.keras` saving, `export_saved_model` (one SavedModel; each
     request runs every member) and the reports work on it unchanged.
 
-    Members that differ only in their random seed make different mistakes on a
-    small, noisy dataset; on MVSA-Single the mean of 3 seeds scored about 2
-    points of accuracy and macro-F1 above one model (`docs/defaults.md`).
+    Averaging helps when the members make different mistakes. On MVSA-Single,
+    3 seeds of the default fused model did not: their errors were correlated,
+    and the ensemble's validation scores were no better than one member's
+    (`docs/defaults.md`, "Session 8"). Check the members' own figures, which
+    `train` records in `metrics.json`, before paying for N models per request.
 
     Args:
         members: list of `MultimodalClassifier`. Trained models of one task.
+            They are renamed `member_0`, `member_1`, ... (a functional model
+            needs distinct layer names, and models loaded from files share one).
 
     Example:
     >>> ensemble = MultimodalEnsemble([model_a, model_b])  # doctest: +SKIP

@@ -136,7 +136,7 @@ def train(manifest, config=None, output_dir="runs/latest", verbose=1):
             every_worker_sees_all(val_batches),
         )
 
-    def fit_member(member_dir, seed):
+    def fit_member(folder, seed):
         keras.utils.set_random_seed(seed)
         with strategy.scope():
             model = build_model(
@@ -148,14 +148,14 @@ def train(manifest, config=None, output_dir="runs/latest", verbose=1):
                 label_smoothing=training.label_smoothing,
             )
         callbacks, initial_epoch = training_callbacks(
-            member_dir,
+            folder,
             training.early_stopping_patience,
             MODEL_FILE,
             tensorboard=training.tensorboard,
         )
         if initial_epoch:
             print(
-                f"Resuming from {member_dir / BACKUP_DIR}: {initial_epoch} of "
+                f"Resuming from {folder / BACKUP_DIR}: {initial_epoch} of "
                 f"{training.epochs} epochs were done."
             )
         # One dataset for every member: images are decoded (and cached) once, and
