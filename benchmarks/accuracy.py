@@ -12,7 +12,10 @@ same official split (selection on `val` only; each model reads `test` once):
                (`--backbone-weights`, alpha 0.35, 128x128 images)
 
 Prints accuracy, macro-F1 and weighted-F1 (mean +- sample std over `--seeds`) and train
-wall time per model, and writes `<output>/accuracy_<name>.md` and `.csv`. Needs the
+wall time per model, then what the seeds' spread leaves out: how far each seed-mean could
+move on another test sample of the same size (95% bootstrap interval over the test rows)
+and each model's paired difference to the plain baseline on the same resampled rows.
+Writes `<output>/accuracy_<name>.md` and `.csv`. Needs the
 `bench` extra (scikit-learn). Usage:
 
     .venv/bin/pip install -e ".[bench]"
@@ -29,11 +32,16 @@ import statistics
 import time
 from pathlib import Path
 
+import numpy as np
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from multimodal_tf.config import load_config  # noqa: E402
 from multimodal_tf.data.manifest import read_manifest, split_records  # noqa: E402
-from multimodal_tf.training.metrics import classification_metrics  # noqa: E402
+from multimodal_tf.training.metrics import (  # noqa: E402
+    bootstrap_intervals,
+    classification_metrics,
+)
 
 MODELS = ("baseline", "text", "image", "fused", "pretrained")
 METRICS = ("accuracy", "macro_f1", "weighted_f1")
@@ -43,7 +51,10 @@ BACKBONE = Path(__file__).resolve().parents[2] / (
 
 
 def baseline_rows(manifest, seeds):
-    """TF-IDF + logistic regression, plain and balanced: one result per seed each."""
+    """TF-IDF + logistic regression, plain and balanced: one result per seed each.
+
+    Returns `(rows, {variant: [test predictions per seed]}, test labels)`.
+    """
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline, make_union
@@ -57,7 +68,7 @@ def baseline_rows(manifest, seeds):
         return [r.text for r in records], [index[r.label] for r in records]
 
     (x_train, y_train), (x_val, y_val), (x_test, y_test) = map(columns, ("train", "val", "test"))
-    rows = []
+    rows, predictions = [], {}
     for variant, class_weight in (("tfidf+lr", None), ("tfidf+lr balanced", "balanced")):
         for seed in seeds:
             started = time.perf_counter()
@@ -77,14 +88,21 @@ def baseline_rows(manifest, seeds):
                 if best is None or val["macro_f1"] > best[0]:
                     best = (val["macro_f1"], c, model)
             seconds = time.perf_counter() - started
-            test = classification_metrics(y_test, best[2].predict(x_test), class_names)
+            predicted = best[2].predict(x_test)
+            test = classification_metrics(y_test, predicted, class_names)
             rows.append(_row(variant, seed, test, seconds, C=best[1]))
-    return rows
+            predictions.setdefault(variant, []).append(predicted)
+    return rows, predictions, np.array(y_test)
 
 
 def model_rows(manifest, config, name, seeds, output, backbone):
-    """multimodal_tf's `train()` with the default config changed only as `name` says."""
+    """multimodal_tf's `train()` with the default config changed only as `name` says.
+
+    Returns `(rows, [test predictions per seed], test labels)`: the selected model's
+    predictions of the test rows, in manifest order.
+    """
     from multimodal_tf.training.fit import train
+    from multimodal_tf.training.report import predict
 
     config = copy.deepcopy(config)
     if name == "text":
@@ -98,14 +116,17 @@ def model_rows(manifest, config, name, seeds, output, backbone):
         config.model.image_encoder = "mobilenet_v2"
         config.model.image_weights = str(backbone)
         config.model.backbone_alpha = 0.35
-    rows = []
+    test_records = split_records(read_manifest(manifest))["test"]
+    rows, predictions = [], []
     for seed in seeds:
         config.training.seed = seed
         run_dir = Path(output) / "runs" / f"{name}-seed-{seed}"
         result = train(manifest, config, run_dir, verbose=0)
         rows.append(_row(name, seed, result.metrics["test"], result.metrics["train_seconds"]))
+        probabilities, targets = predict(result.model, test_records)
+        predictions.append(probabilities.argmax(axis=-1))
         print(f"  {name} seed {seed}: macro-F1 {rows[-1]['macro_f1']:.3f}", flush=True)
-    return rows
+    return rows, predictions, targets.argmax(axis=-1)
 
 
 def _row(model, seed, metrics, seconds, C=""):
@@ -142,6 +163,40 @@ def markdown(summary, command):
     return "\n".join(lines) + "\n"
 
 
+def interval_markdown(predictions, y_test, class_names, reference="tfidf+lr"):
+    """95% bootstrap intervals of each model's seed-mean over the test rows, and vs `reference`.
+
+    Args:
+        predictions: dict of model name -> list of test predictions (one per seed).
+        y_test: array of int. The test labels, in the same row order.
+        class_names: list of str.
+        reference: str. The model the paired differences are taken against.
+    """
+    lines = [
+        f"Test-sample uncertainty ({len(y_test)} test rows, 1000 bootstrap resamples; "
+        "95% intervals of the seed-mean, and of the paired difference to "
+        f"{reference} on the same resampled rows):",
+        "",
+        "| model | accuracy | macro-F1 | weighted-F1 | Δ macro-F1 | Δ weighted-F1 |",
+        "|---|---|---|---|---|---|",
+    ]
+    base = predictions.get(reference)
+    for model, runs in predictions.items():
+        found = bootstrap_intervals(y_test, runs, class_names, reference=base)
+        cells = [f"{found[m][0]:.3f}-{found[m][1]:.3f}" for m in METRICS]
+        difference = found.get("difference", {})
+        cells += [
+            "(reference)"
+            if model == reference
+            else f"{difference[m][0]:+.3f} to {difference[m][1]:+.3f}"
+            if difference
+            else "n/a"
+            for m in ("macro_f1", "weighted_f1")
+        ]
+        lines.append(f"| {model} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", required=True, help="Manifest with an official split column.")
@@ -167,18 +222,23 @@ def main():
     # An ensemble with seed s trains members s, s + 1, ...: the next one starts after them,
     # so no two results share a member.
     seeds = [1337 + k * config.training.ensemble for k in range(args.seeds)]
-    rows = []
+    rows, predictions, y_test = [], {}, None
     for name in models:
         print(f"{name} ...", flush=True)
         if name == "baseline":
-            rows += baseline_rows(args.data, seeds)
+            found, variants, y_test = baseline_rows(args.data, seeds)
+            predictions.update(variants)
         else:
-            rows += model_rows(args.data, config, name, seeds, args.output, args.backbone_weights)
+            found, predictions[name], y_test = model_rows(
+                args.data, config, name, seeds, args.output, args.backbone_weights
+            )
+        rows += found
     summary = summarize(rows)
     command = "python benchmarks/accuracy.py " + " ".join(
         f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if v is not None
     )
-    table = markdown(summary, command)
+    class_names = sorted({record.label for record in read_manifest(args.data)})
+    table = markdown(summary, command) + "\n" + interval_markdown(predictions, y_test, class_names)
     print(table)
     output = Path(args.output)
     output.mkdir(parents=True, exist_ok=True)

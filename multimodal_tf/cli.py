@@ -498,9 +498,17 @@ def _predict(args):
 
 
 def _print_metrics(split, metrics):
+    intervals = metrics.get("intervals", {})
+
+    def figure(key):
+        low, high = intervals.get(key, (None, None))
+        return f"{metrics[key]:.4f}" + (f" [{low:.3f}, {high:.3f}]" if low is not None else "")
+
     print(
-        f"{split}: accuracy {metrics['accuracy']:.4f}  macro-F1 {metrics['macro_f1']:.4f}  "
-        f"weighted-F1 {metrics['weighted_f1']:.4f}  (n={metrics['num_samples']})"
+        f"{split}: accuracy {figure('accuracy')}  macro-F1 {figure('macro_f1')}  "
+        f"weighted-F1 {figure('weighted_f1')}  (n={metrics['num_samples']}"
+        + ("; [95% bootstrap interval]" if intervals else "")
+        + ")"
     )
 
 

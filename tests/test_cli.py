@@ -66,7 +66,7 @@ def test_train_evaluate_export_predict(tiny_manifest, tiny_config, tmp_path, cap
         == 0
     )
     out = capsys.readouterr().out
-    assert "test: accuracy" in out and "macro-F1" in out
+    assert "test: accuracy" in out and "macro-F1" in out and "95% bootstrap interval" in out
     for name in (
         "config.yaml",
         "model.keras",
@@ -86,6 +86,8 @@ def test_train_evaluate_export_predict(tiny_manifest, tiny_config, tmp_path, cap
             "confusion_matrix",
         }
         assert set(metrics[split]["per_class"]) == {"cold", "warm"}
+        low, high = metrics[split]["intervals"]["accuracy"]
+        assert low <= metrics[split]["accuracy"] <= high
         assert sum(map(sum, metrics[split]["confusion_matrix"])) == size
 
     assert main(["evaluate", "--run", str(run), "--manifest", str(tiny_manifest)]) == 0

@@ -10,7 +10,11 @@ from multimodal_tf.data.dataset import make_dataset
 from multimodal_tf.data.validate import validate_manifest
 from multimodal_tf.errors import DataError
 from multimodal_tf.models.task import DEFAULT_HEAD
-from multimodal_tf.training.metrics import classification_metrics, multilabel_metrics
+from multimodal_tf.training.metrics import (
+    bootstrap_intervals,
+    classification_metrics,
+    multilabel_metrics,
+)
 
 MODEL_FILE = "model.keras"
 
@@ -22,6 +26,9 @@ def evaluate_dataset(model, dataset):
     cannot be misaligned with the predictions. A multi-label model's batches
     carry multi-hot labels; a class is predicted when its probability is at
     or above the head's threshold, and the result is `multilabel_metrics`.
+    `intervals` holds 95% bootstrap intervals of accuracy, macro-F1 and
+    weighted-F1 over the rows (`bootstrap_intervals`): how far the figures
+    could move on another sample of the same size.
 
     Args:
         model: `MultimodalClassifier`.
@@ -40,7 +47,12 @@ def evaluate_dataset(model, dataset):
             y_pred.append(probabilities.argmax(axis=-1))
             y_true.append(labels.numpy().argmax(axis=-1))
     score = multilabel_metrics if multi_label else classification_metrics
-    return score(np.concatenate(y_true), np.concatenate(y_pred), model.class_names)
+    y_true, y_pred = np.concatenate(y_true), np.concatenate(y_pred)
+    metrics = score(y_true, y_pred, model.class_names)
+    metrics["intervals"] = bootstrap_intervals(
+        y_true, y_pred, model.class_names, multi_label=multi_label
+    )
+    return metrics
 
 
 def evaluate_records(model, records, batch_size=32):

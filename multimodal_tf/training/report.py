@@ -326,8 +326,15 @@ def _mistakes(records, wrong, confidence, labels, limit):
 
 def _summary(model, metrics, split, count):
     keys = ["accuracy", "macro_f1", "weighted_f1", "micro_f1", "hamming_loss"]
+    intervals = metrics.get("intervals", {})
     cells = "".join(
-        f"<tr><th>{key.replace('_', ' ')}</th><td>{metrics[key]:.3f}</td></tr>"
+        f"<tr><th>{key.replace('_', ' ')}</th><td>{metrics[key]:.3f}</td>"
+        + (
+            f"<td>95% interval {intervals[key][0]:.3f}-{intervals[key][1]:.3f}</td>"
+            if key in intervals
+            else ""
+        )
+        + "</tr>"
         for key in keys
         if key in metrics
     )
