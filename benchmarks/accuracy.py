@@ -21,7 +21,7 @@ Writes `<output>/accuracy_<name>.md` and `.csv`. Needs the
     .venv/bin/pip install -e ".[bench]"
     .venv/bin/python benchmarks/accuracy.py --data ../shared/data/mvsa_single/manifest.csv \\
         --seeds 3 [--models baseline,text,image,fused,pretrained] [--config FILE] \\
-        [--ensemble 3]
+        [--ensemble 3] [--reuse-runs]
 """
 
 import argparse
@@ -95,11 +95,12 @@ def baseline_rows(manifest, seeds):
     return rows, predictions, np.array(y_test)
 
 
-def model_rows(manifest, config, name, seeds, output, backbone):
+def model_rows(manifest, config, name, seeds, output, backbone, reuse=False):
     """multimodal_tf's `train()` with the default config changed only as `name` says.
 
     Returns `(rows, [test predictions per seed], test labels)`: the selected model's
-    predictions of the test rows, in manifest order.
+    predictions of the test rows, in manifest order. With `reuse`, a finished run
+    already in its folder (same config) is loaded instead of trained again.
     """
     from multimodal_tf.training.fit import train
     from multimodal_tf.training.report import predict
@@ -121,12 +122,32 @@ def model_rows(manifest, config, name, seeds, output, backbone):
     for seed in seeds:
         config.training.seed = seed
         run_dir = Path(output) / "runs" / f"{name}-seed-{seed}"
-        result = train(manifest, config, run_dir, verbose=0)
+        if reuse and (run_dir / "metrics.json").is_file():
+            result = _finished_run(run_dir, config)
+        else:
+            result = train(manifest, config, run_dir, verbose=0)
         rows.append(_row(name, seed, result.metrics["test"], result.metrics["train_seconds"]))
         probabilities, targets = predict(result.model, test_records)
         predictions.append(probabilities.argmax(axis=-1))
         print(f"  {name} seed {seed}: macro-F1 {rows[-1]['macro_f1']:.3f}", flush=True)
     return rows, predictions, targets.argmax(axis=-1)
+
+
+def _finished_run(run_dir, config):
+    """The `TrainResult` a finished run left in `run_dir`; exits if its config differs."""
+    import json
+
+    import keras
+
+    from multimodal_tf.training.fit import TrainResult
+
+    if load_config(run_dir / "config.yaml").to_dict() != config.to_dict():
+        raise SystemExit(f"{run_dir} was trained with another config; drop --reuse-runs")
+    metrics = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
+    record = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
+    metrics["train_seconds"] = record["train_seconds"]
+    model = keras.saving.load_model(run_dir / "model.keras")
+    return TrainResult(run_dir=run_dir, model=model, metrics=metrics)
 
 
 def _row(model, seed, metrics, seconds, C=""):
@@ -211,6 +232,11 @@ def main():
     parser.add_argument("--backbone-weights", default=str(BACKBONE))
     parser.add_argument("--output", default="benchmarks/results")
     parser.add_argument("--name", default="mvsa", help="Result files: accuracy_<name>.md/.csv.")
+    parser.add_argument(
+        "--reuse-runs",
+        action="store_true",
+        help="Load finished runs under <output>/runs (same config) instead of retraining them.",
+    )
     args = parser.parse_args()
     models = args.models.split(",")
     unknown = [m for m in models if m not in MODELS]
@@ -230,12 +256,14 @@ def main():
             predictions.update(variants)
         else:
             found, predictions[name], y_test = model_rows(
-                args.data, config, name, seeds, args.output, args.backbone_weights
+                args.data, config, name, seeds, args.output, args.backbone_weights, args.reuse_runs
             )
         rows += found
     summary = summarize(rows)
     command = "python benchmarks/accuracy.py " + " ".join(
-        f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if v is not None
+        f"--{k.replace('_', '-')}" + ("" if v is True else f" {v}")
+        for k, v in vars(args).items()
+        if v is not None and v is not False
     )
     class_names = sorted({record.label for record in read_manifest(args.data)})
     table = markdown(summary, command) + "\n" + interval_markdown(predictions, y_test, class_names)
