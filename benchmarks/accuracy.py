@@ -1,7 +1,7 @@
 """Test metrics of the classic text baseline and of multimodal_tf models, in one run.
 
 What a user would otherwise pick, side by side with what this package trains, on the
-same official split (selection on `val` only; each model reads `test` once):
+same official split (selection on `val` only; only the selected model of each run sees `test`):
 
   baseline     TF-IDF (word 1-2-grams + char_wb 2-5-grams) + logistic regression,
                plain and class-balanced; C chosen on val macro-F1

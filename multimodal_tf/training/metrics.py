@@ -124,7 +124,8 @@ def bootstrap_intervals(
 
     Returns:
         `{metric: [low, high]}` for accuracy, macro-F1 and weighted-F1, plus
-        `"difference": {metric: [low, high]}` when `reference` is given.
+        `"difference": {metric: [low, high]}` when `reference` is given; `{}`
+        for no rows.
 
     Example:
     >>> y = np.array([0, 1] * 50)
@@ -135,6 +136,8 @@ def bootstrap_intervals(
     y_true = np.asarray(y_true)
     runs = _runs(y_pred, y_true)
     references = None if reference is None else _runs(reference, y_true)
+    if not len(y_true):
+        return {}
     score = multilabel_metrics if multi_label else classification_metrics
     rng = np.random.default_rng(seed)
 

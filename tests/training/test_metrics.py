@@ -74,3 +74,4 @@ def test_mismatched_predictions_are_refused():
     y_true, y_pred = _predictions()
     with pytest.raises(ValueError, match="match neither"):
         bootstrap_intervals(y_true, y_pred[:-1], NAMES)
+    assert bootstrap_intervals(np.zeros(0, int), np.zeros(0, int), NAMES) == {}
