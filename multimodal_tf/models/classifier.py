@@ -251,14 +251,8 @@ class MultimodalClassifier(ClassificationTask, keras.Model):
             self.text_embedding_coverage = found / max(len(preprocessor.vocabulary), 1)
 
     def call(self, inputs, training=None, mask=None):
-        # A unimodal model accepts the full feature dict and ignores the rest,
-        # so one dataset and one serving signature fit every model; features
-        # built by hand without `image_present` mean every image is there.
         if isinstance(inputs, dict):
-            inputs = dict(inputs)
-            if "image" in inputs and "image_present" not in inputs:
-                inputs["image_present"] = ops.ones(ops.shape(inputs["image"])[:1])
-            inputs = {name: inputs[name] for name in self.input_names_used}
+            inputs = self._used_inputs(inputs)
             if isinstance(mask, dict):
                 mask = {name: mask.get(name) for name in self.input_names_used}
         return super().call(inputs, training=training, mask=mask)

@@ -149,10 +149,7 @@ class MultimodalEnsemble(ClassificationTask, keras.Model):
 
     def call(self, inputs, training=None, mask=None):
         if isinstance(inputs, dict):
-            inputs = dict(inputs)
-            if "image" in inputs and "image_present" not in inputs:
-                inputs["image_present"] = ops.ones(ops.shape(inputs["image"])[:1])
-            inputs = {name: inputs[name] for name in self.input_names_used}
+            inputs = self._used_inputs(inputs)
             mask = None
         return super().call(inputs, training=training, mask=mask)
 

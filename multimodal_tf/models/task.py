@@ -1,6 +1,7 @@
 """What a classifier of this toolkit answers: its heads, their classes, and how it compiles."""
 
 import keras
+from keras import ops
 
 #: The output name of a single-task model (a multi-task model names its heads).
 DEFAULT_HEAD = "label"
@@ -13,6 +14,18 @@ class ClassificationTask:
     defaults that suit the task. Mixed into a `keras.Model` that sets
     `class_names` and `multi_label`.
     """
+
+    def _used_inputs(self, inputs):
+        """The feature dict cut to the inputs this model has, `image_present` filled in.
+
+        A unimodal model accepts the full feature dict and ignores the rest, so
+        one dataset and one serving signature fit every model; features built
+        by hand without `image_present` mean every image is there.
+        """
+        inputs = dict(inputs)
+        if "image" in inputs and "image_present" not in inputs:
+            inputs["image_present"] = ops.ones(ops.shape(inputs["image"])[:1])
+        return {name: inputs[name] for name in self.input_names_used}
 
     @property
     def head_names(self):
