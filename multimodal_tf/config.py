@@ -58,6 +58,7 @@ class ModelConfig:
     dropout_rate: float = 0.3
     token_dropout: float = 0.3
     image_augmentation: bool = True
+    wide: bool = False  # Wide & Deep: a linear TF-IDF path added to each head's logits
 
 
 @dataclasses.dataclass

@@ -17,6 +17,7 @@ from multimodal_tf.models.task import (
     _multi_label_heads,
 )
 from multimodal_tf.models.text_encoder import get_text_encoder
+from multimodal_tf.models.wide_text_logits import WideTextLogits
 
 MODALITIES = ("text", "image")
 
@@ -82,6 +83,9 @@ class MultimodalClassifier(ClassificationTask, keras.Model):
         image_augmentation: bool. Random flips, shifts, zooms and contrast
             on training images only (Keras preprocessing layers, identity at
             inference and in the export).
+        wide: bool. Wide & Deep: each head also gets the logits of a linear
+            model over the TF-IDF bag of the token ids (`WideTextLogits`),
+            added before its softmax or sigmoid. Needs the text modality.
 
     Example:
     >>> preprocessor = MultimodalPreprocessor(sequence_length=8, image_size=(32, 32))
@@ -118,6 +122,7 @@ class MultimodalClassifier(ClassificationTask, keras.Model):
         text_embeddings=None,
         token_dropout=0.0,
         image_augmentation=False,
+        wide=False,
         _load_pretrained=True,
         **kwargs,
     ):
@@ -128,6 +133,11 @@ class MultimodalClassifier(ClassificationTask, keras.Model):
         if not modalities or unknown or len(set(modalities)) != len(modalities):
             raise ValueError(
                 f"`modalities` must be a non-empty subset of {MODALITIES}; received {modalities}."
+            )
+        if wide and "text" not in modalities:
+            raise ValueError(
+                f"`wide=True` adds a linear model over the text; `modalities` "
+                f"{modalities} has no text."
             )
         heads_classes = _heads(class_names)
         multi_label_heads = _multi_label_heads(multi_label, heads_classes)
@@ -187,6 +197,18 @@ class MultimodalClassifier(ClassificationTask, keras.Model):
             )
             for name, names in heads_classes.items()
         }
+        wide_layers = {}
+        if wide:
+            wide_layers = {
+                name: WideTextLogits(
+                    preprocessor.vocabulary_size,
+                    len(names),
+                    idf_weights=preprocessor.idf_weights,
+                    num_word_features=preprocessor.num_word_features,
+                    name=f"{name}_wide",
+                )
+                for name, names in heads_classes.items()
+            }
 
         # === Functional Model ===
         inputs, sequences, masks, present = {}, [], [], []
@@ -213,7 +235,12 @@ class MultimodalClassifier(ClassificationTask, keras.Model):
             present.append(ops.greater(image_present, 0.5))
         sequences, masks = placeholders([sequences, masks, present])
         features = fusion_layer(sequences, mask=masks)
-        outputs = {name: head(features) for name, head in head_layers.items()}
+        outputs = {
+            name: head(features, wide_logits=wide_layers[name](token_ids))
+            if wide
+            else head(features)
+            for name, head in head_layers.items()
+        }
         if not isinstance(class_names, dict):
             outputs = outputs[DEFAULT_HEAD]
         super().__init__(inputs=inputs, outputs=outputs, **kwargs)
@@ -242,6 +269,7 @@ class MultimodalClassifier(ClassificationTask, keras.Model):
         self.text_embeddings = text_embeddings
         self.token_dropout = token_dropout
         self.image_augmentation = image_augmentation
+        self.wide = wide
         self.text_embedding_coverage = None
         if text_embeddings and _load_pretrained and text_layer is not None:
             matrix, found = load_word_vectors(
@@ -318,6 +346,7 @@ class MultimodalClassifier(ClassificationTask, keras.Model):
             "text_embeddings": self.text_embeddings,
             "token_dropout": self.token_dropout,
             "image_augmentation": self.image_augmentation,
+            "wide": self.wide,
         }
 
     @classmethod

@@ -250,3 +250,37 @@ def test_multi_head_multi_label_model_trains_saves_and_serves(tmp_path):
     manifest = write_manifest(tmp_path, [{"id": "1", "text": "red", "image": "a.png"}])
     with pytest.raises(DataError, match="multi-task export.*colour_label"):
         predict_manifest(tmp_path / "served" / "1", manifest, tmp_path / "out.csv")
+
+
+def test_wide_and_deep_model_trains_saves_and_serves(tmp_path):
+    model = tiny_model(text_encoder="bag", wide=True)
+    wide = model.get_layer("label_wide")
+    assert not np.any(wide.kernel.numpy())
+    deep = tiny_model(text_encoder="bag")
+    wide_ids = {id(variable) for variable in wide.weights}
+    deep.set_weights([v.numpy() for v in model.weights if id(v) not in wide_ids])
+    # An untrained wide path adds nothing: the same probabilities as the deep model.
+    np.testing.assert_allclose(
+        model.predict(features(model), verbose=0),
+        deep.predict(features(model), verbose=0),
+        atol=1e-6,
+    )
+    model.fit(features(model), LABELS, epochs=3, verbose=0)
+    assert np.any(wide.kernel.numpy())
+    run_serialization_test(model)
+    run_model_saving_test(model, features(model), tmp_path)
+    run_export_test(model, TEXTS, IMAGES, tmp_path)
+
+
+def test_wide_and_deep_has_one_wide_path_per_head():
+    model = tiny_model(
+        class_names={"temperature": ["warm", "cold"], "colour": ["red", "blue", "white"]},
+        wide=True,
+    )
+    assert model.get_layer("temperature_wide").num_classes == 2
+    assert model.get_layer("colour_wide").num_classes == 3
+
+
+def test_wide_needs_the_text_modality():
+    with pytest.raises(ValueError, match="wide=True.*no text"):
+        tiny_model(("image",), wide=True)

@@ -37,6 +37,8 @@ class ClassificationHead(DecisionThresholds, keras.layers.Layer):
     features]` (what `LateFusion` returns) it makes one decision per modality,
     each with its own weights, and averages the logits with learned
     softmax-normalised modality weights: late fusion's "combine decisions".
+    `wide_logits` (e.g. from `WideTextLogits`) are added to the logits before
+    the activation: the wide part of a Wide & Deep model.
 
     Single-label heads end in a softmax. Multi-label heads end in a sigmoid
     and hold per-class decision `thresholds` (0.5 until `set_thresholds` is
@@ -90,7 +92,7 @@ class ClassificationHead(DecisionThresholds, keras.layers.Layer):
         self.add_thresholds(self.num_classes)
         self.built = True
 
-    def call(self, features, training=None):
+    def call(self, features, wide_logits=None, training=None):
         features = self.dropout(features, training=training)
         if len(features.shape) == 2:
             logits = ops.matmul(features, self.kernel) + self.bias
@@ -100,6 +102,8 @@ class ClassificationHead(DecisionThresholds, keras.layers.Layer):
             weights = ops.exp(self.decision_weights - ops.max(self.decision_weights))
             weights = weights / ops.sum(weights)
             logits = ops.einsum("bmc,m->bc", decisions, weights)
+        if wide_logits is not None:
+            logits = logits + wide_logits
         return ops.sigmoid(logits) if self.multi_label else ops.softmax(logits, axis=-1)
 
     def compute_output_shape(self, input_shape):

@@ -1,0 +1,111 @@
+"""Token ids -> class logits: a linear model over the TF-IDF bag, the "wide" part of Wide & Deep."""
+
+import keras
+from keras import ops
+
+from multimodal_tf.models.bag_text_encoder import _normalised_sum
+
+
+@keras.saving.register_keras_serializable(package="multimodal_tf")
+class WideTextLogits(keras.layers.Layer):
+    """A linear classifier over the TF-IDF-weighted bag of token ids, as logits.
+
+    Logistic regression over TF-IDF features, as a Keras layer: each token id
+    has one weight per class, a text's logits are the IDF-weighted sum of its
+    tokens' weights divided by the L2 norm of those IDF weights (word and
+    character groups apart, as `BagOfNgramsEncoder` pools them). A
+    `ClassificationHead` adds them to the deep path's logits before the
+    softmax (`MultimodalClassifier(wide=True)`), so the fused model holds a
+    TF-IDF + LR inside it and the deep path learns what that misses.
+
+    The weights start at zero, so the wide path adds nothing until training
+    moves it. A linear model over thousands of sparse features wants a larger
+    step than the deep path: `rate_multiplier` scales the logits, and since
+    Adam's step does not depend on the gradient's scale, the wide path's
+    logits move `rate_multiplier` times as fast as the optimizer's learning
+    rate alone would move them.
+
+    Args:
+        vocabulary_size: int. Size of the token id space (padding and OOV included).
+        num_classes: int. One logit per class.
+        idf_weights: list of float or None. One weight per vocabulary token
+            (ids 2...), e.g. `preprocessor.idf_weights`; `None` weighs all
+            tokens alike. Stored as a non-trainable weight, not in the config.
+        num_word_features: int or None. Ids `2 .. num_word_features + 1` are
+            words and bigrams, the rest character n-grams; each group is
+            normalised on its own. `None`: one group.
+        rate_multiplier: float. How much faster than the deep path it learns.
+
+    Example:
+    >>> wide = WideTextLogits(vocabulary_size=10, num_classes=3)
+    >>> tuple(wide(np.array([[2, 3, 0], [0, 0, 0]])).shape)
+    (2, 3)
+    """
+
+    def __init__(
+        self,
+        vocabulary_size,
+        num_classes,
+        idf_weights=None,
+        num_word_features=None,
+        rate_multiplier=5.0,
+        **kwargs,
+    ):
+        kwargs.setdefault("dtype", "float32")
+        super().__init__(**kwargs)
+        if idf_weights is not None and len(idf_weights) != vocabulary_size - 2:
+            raise ValueError(
+                f"`idf_weights` must hold one weight per vocabulary token, "
+                f"{vocabulary_size - 2}; received {len(idf_weights)}."
+            )
+        if rate_multiplier <= 0:
+            raise ValueError(f"`rate_multiplier` must be positive; received {rate_multiplier}.")
+        self._idf_weights = idf_weights
+        # === Config ===
+        self.vocabulary_size = int(vocabulary_size)
+        self.num_classes = int(num_classes)
+        self.num_word_features = num_word_features
+        self.rate_multiplier = float(rate_multiplier)
+
+    def build(self, input_shape):
+        initial = "ones"
+        if self._idf_weights is not None:  # padding 0, OOV 1
+            initial = keras.initializers.Constant([0.0, 1.0, *self._idf_weights])
+        self.ngram_weights = self.add_weight(
+            shape=(self.vocabulary_size,),
+            initializer=initial,
+            trainable=False,
+            name="ngram_weights",
+        )
+        self.kernel = self.add_weight(
+            shape=(self.vocabulary_size, self.num_classes), initializer="zeros", name="kernel"
+        )
+        self.built = True
+
+    def call(self, token_ids):
+        token_ids = ops.cast(token_ids, "int32")
+        weights = ops.take(self.ngram_weights, token_ids)
+        weights = weights * ops.cast(ops.not_equal(token_ids, 0), self.compute_dtype)
+        rows = ops.take(self.kernel, token_ids, axis=0)
+        if self.num_word_features is None:
+            logits = _normalised_sum(rows, weights)
+        else:
+            is_word = ops.cast(token_ids < self.num_word_features + 2, self.compute_dtype)
+            logits = _normalised_sum(rows, weights * is_word)
+            logits = logits + _normalised_sum(rows, weights * (1.0 - is_word))
+        return self.rate_multiplier * logits
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], self.num_classes)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "vocabulary_size": self.vocabulary_size,
+                "num_classes": self.num_classes,
+                "num_word_features": self.num_word_features,
+                "rate_multiplier": self.rate_multiplier,
+            }
+        )
+        return config
