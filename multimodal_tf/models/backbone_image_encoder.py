@@ -54,9 +54,12 @@ class BackboneImageEncoder(BaseImageEncoder):
     `grid_size` can be at most that; with the default 64x64 images use
     `grid_size=2` or 128x128 images for `grid_size=4`.
 
-    A frozen backbone (`trainable_backbone=False`) also always runs in
-    inference mode, so its BatchNormalization layers keep their moving
-    statistics while the projection above it trains.
+    The backbone always runs in inference mode, frozen or fine-tuned: its
+    BatchNormalization layers keep their ImageNet moving statistics, as the
+    Keras transfer-learning guide advises, instead of re-estimating them
+    from small, augmented batches of a new dataset (which wrecks the
+    pretrained features in the first steps). Fine-tuning still trains their
+    scales and offsets and every other backbone weight.
 
     Args:
         architecture: str. One of `"mobilenet_v2"`, `"mobilenet_v3_small"`,
@@ -133,7 +136,7 @@ class BackboneImageEncoder(BaseImageEncoder):
         preprocess_input = ARCHITECTURES[self.architecture].preprocess_input
         if preprocess_input is not None:
             images = preprocess_input(images)
-        return self.backbone(images, training=training if self.trainable_backbone else False)
+        return self.backbone(images, training=False)
 
     def get_config(self):
         config = super().get_config()

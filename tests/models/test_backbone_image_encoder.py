@@ -222,8 +222,22 @@ def test_pretrained_mobilenet_can_be_fine_tuned():
     )
     assert len(encoder.backbone.trainable_weights) > 100
     x = images(batch=4)
-    # In training, BatchNormalization normalizes with the batch's statistics.
-    assert not np.allclose(encoder(x, training=True), encoder(x, training=False), atol=1e-3)
+    batch_norm = encoder.backbone.get_layer("bn_Conv1")
+    moving_mean = np.array(batch_norm.moving_mean)
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_sum(encoder(x, training=True) ** 2)
+    gradients = tape.gradient(loss, encoder.backbone.trainable_weights)
+    # Every backbone weight trains, BatchNormalization's scale and offset included ...
+    assert all(gradient is not None for gradient in gradients)
+    assert np.any(np.asarray(tape_gradient_of(gradients, encoder, batch_norm.gamma)))
+    # ... but it keeps its ImageNet statistics: inference mode, as in the Keras guide.
+    np.testing.assert_array_equal(np.array(batch_norm.moving_mean), moving_mean)
+    np.testing.assert_allclose(encoder(x, training=True), encoder(x, training=False), atol=1e-6)
+
+
+def tape_gradient_of(gradients, encoder, variable):
+    weights = encoder.backbone.trainable_weights
+    return gradients[next(i for i, weight in enumerate(weights) if weight is variable)]
 
 
 @pytest.mark.shared
