@@ -54,11 +54,7 @@ class BagOfNgramsEncoder(BaseTextEncoder):
         **kwargs,
     ):
         super().__init__(vocabulary_size, embedding_dim, hidden_dim, dropout_rate, **kwargs)
-        if idf_weights is not None and len(idf_weights) != vocabulary_size - 2:
-            raise ValueError(
-                f"`idf_weights` must hold one weight per vocabulary token, "
-                f"{vocabulary_size - 2}; received {len(idf_weights)}."
-            )
+        check_idf_weights(idf_weights, vocabulary_size)
         self._idf_weights = idf_weights
         # === Config ===
         self.token_dropout = token_dropout
@@ -67,15 +63,7 @@ class BagOfNgramsEncoder(BaseTextEncoder):
         self.seed_generator = keras.random.SeedGenerator(seed)
 
     def build_encoder(self, embedded_shape):
-        initial = "ones"
-        if self._idf_weights is not None:  # padding 0, OOV 1
-            initial = keras.initializers.Constant([0.0, 1.0, *self._idf_weights])
-        self.ngram_weights = self.add_weight(
-            shape=(self.vocabulary_size,),
-            initializer=initial,
-            trainable=False,
-            name="ngram_weights",
-        )
+        self.ngram_weights = add_ngram_weights(self, self.vocabulary_size, self._idf_weights)
         return (embedded_shape[0], self.embedding_dim)
 
     def call(self, token_ids, training=None):
@@ -85,12 +73,7 @@ class BagOfNgramsEncoder(BaseTextEncoder):
             mask = ops.logical_and(mask, keep >= self.token_dropout)
         weights = ops.take(self.ngram_weights, token_ids) * ops.cast(mask, self.compute_dtype)
         embedded = self.embedding(token_ids)
-        if self.num_word_features is None:
-            pooled = _normalised_sum(embedded, weights)
-        else:
-            is_word = ops.cast(token_ids < self.num_word_features + 2, self.compute_dtype)
-            pooled = _normalised_sum(embedded, weights * is_word)
-            pooled = pooled + _normalised_sum(embedded, weights * (1.0 - is_word))
+        pooled = tf_idf_pool(embedded, token_ids, weights, self.num_word_features)
         pooled = self.dropout(pooled, training=training)
         return self.projection(pooled)[:, None, :]
 
@@ -111,6 +94,41 @@ class BagOfNgramsEncoder(BaseTextEncoder):
             }
         )
         return config
+
+
+def check_idf_weights(idf_weights, vocabulary_size):
+    """`ValueError` unless `idf_weights` is `None` or one weight per token (ids 2...)."""
+    if idf_weights is not None and len(idf_weights) != vocabulary_size - 2:
+        raise ValueError(
+            f"`idf_weights` must hold one weight per vocabulary token, "
+            f"{vocabulary_size - 2}; received {len(idf_weights)}."
+        )
+
+
+def add_ngram_weights(layer, vocabulary_size, idf_weights):
+    """`layer`'s non-trainable per-id weights: 0 for padding, 1 for OOV, then the IDFs."""
+    initial = "ones"
+    if idf_weights is not None:
+        initial = keras.initializers.Constant([0.0, 1.0, *idf_weights])
+    return layer.add_weight(
+        shape=(vocabulary_size,), initializer=initial, trainable=False, name="ngram_weights"
+    )
+
+
+def tf_idf_pool(values, token_ids, weights, num_word_features):
+    """Sum of `values` (`[batch, seq, width]`) weighted by `weights`, as TF-IDF pools a bag.
+
+    Each group, words and bigrams (ids `2 .. num_word_features + 1`) and
+    character n-grams (the rest), is divided by the L2 norm of its weights,
+    and the two are added, as a scikit-learn feature union of two TF-IDF
+    vectorizers would be. `num_word_features=None`: one group.
+    """
+    if num_word_features is None:
+        return _normalised_sum(values, weights)
+    is_word = ops.cast(token_ids < num_word_features + 2, weights.dtype)
+    return _normalised_sum(values, weights * is_word) + _normalised_sum(
+        values, weights * (1.0 - is_word)
+    )
 
 
 def _normalised_sum(embedded, weights):

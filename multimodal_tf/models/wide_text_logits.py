@@ -3,7 +3,11 @@
 import keras
 from keras import ops
 
-from multimodal_tf.models.bag_text_encoder import _normalised_sum
+from multimodal_tf.models.bag_text_encoder import (
+    add_ngram_weights,
+    check_idf_weights,
+    tf_idf_pool,
+)
 
 
 @keras.saving.register_keras_serializable(package="multimodal_tf")
@@ -53,11 +57,7 @@ class WideTextLogits(keras.layers.Layer):
     ):
         kwargs.setdefault("dtype", "float32")
         super().__init__(**kwargs)
-        if idf_weights is not None and len(idf_weights) != vocabulary_size - 2:
-            raise ValueError(
-                f"`idf_weights` must hold one weight per vocabulary token, "
-                f"{vocabulary_size - 2}; received {len(idf_weights)}."
-            )
+        check_idf_weights(idf_weights, vocabulary_size)
         if rate_multiplier <= 0:
             raise ValueError(f"`rate_multiplier` must be positive; received {rate_multiplier}.")
         self._idf_weights = idf_weights
@@ -68,15 +68,7 @@ class WideTextLogits(keras.layers.Layer):
         self.rate_multiplier = float(rate_multiplier)
 
     def build(self, input_shape):
-        initial = "ones"
-        if self._idf_weights is not None:  # padding 0, OOV 1
-            initial = keras.initializers.Constant([0.0, 1.0, *self._idf_weights])
-        self.ngram_weights = self.add_weight(
-            shape=(self.vocabulary_size,),
-            initializer=initial,
-            trainable=False,
-            name="ngram_weights",
-        )
+        self.ngram_weights = add_ngram_weights(self, self.vocabulary_size, self._idf_weights)
         self.kernel = self.add_weight(
             shape=(self.vocabulary_size, self.num_classes), initializer="zeros", name="kernel"
         )
@@ -87,13 +79,7 @@ class WideTextLogits(keras.layers.Layer):
         weights = ops.take(self.ngram_weights, token_ids)
         weights = weights * ops.cast(ops.not_equal(token_ids, 0), self.compute_dtype)
         rows = ops.take(self.kernel, token_ids, axis=0)
-        if self.num_word_features is None:
-            logits = _normalised_sum(rows, weights)
-        else:
-            is_word = ops.cast(token_ids < self.num_word_features + 2, self.compute_dtype)
-            logits = _normalised_sum(rows, weights * is_word)
-            logits = logits + _normalised_sum(rows, weights * (1.0 - is_word))
-        return self.rate_multiplier * logits
+        return self.rate_multiplier * tf_idf_pool(rows, token_ids, weights, self.num_word_features)
 
     def compute_output_shape(self, input_shape):
         return (input_shape[0], self.num_classes)
