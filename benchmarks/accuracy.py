@@ -110,6 +110,7 @@ def model_rows(manifest, config, name, seeds, output, backbone, reuse=False):
         config.model.modalities = ("text",)
     elif name == "image":
         config.model.modalities = ("image",)
+        config.model.wide = False  # a wide path reads text, which image-only has not
     elif name == "pretrained":
         if not Path(backbone).is_file():
             raise SystemExit(f"--backbone-weights {backbone} not found")

@@ -193,6 +193,8 @@ def _variant_config(config, variant, seed):
     if variant in UNIMODAL_VARIANTS:
         config.model.modalities = UNIMODAL_VARIANTS[variant]
         config.model.fusion = UNIMODAL_FUSION
+        # The wide path reads the text: an image-only baseline has none.
+        config.model.wide = config.model.wide and "text" in config.model.modalities
     else:
         config.model.modalities = ("text", "image")
         config.model.fusion = variant.split("=", 1)[1]

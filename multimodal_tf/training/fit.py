@@ -95,6 +95,11 @@ def train(manifest, config=None, output_dir="runs/latest", verbose=1):
             f"training.ensemble must be 1 (one model) or more (an ensemble); got "
             f"{training.ensemble}."
         )
+    if config.model.wide and "text" not in config.model.modalities:
+        raise ConfigError(
+            f"model.wide adds a linear model over the text, and model.modalities "
+            f"{list(config.model.modalities)} has none; set model.wide: false."
+        )
     run_dir = Path(output_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     resuming = (run_dir / BACKUP_DIR).is_dir() or any(run_dir.glob(f"members/*/{BACKUP_DIR}"))
