@@ -8,8 +8,6 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-from multimodal_tf.layers.fusion import FUSIONS
-
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 # A row of the ablation table: "| fusion=concat | 0.965 ± 0.000 | 0.965 ± 0.000 | ...".
 ABLATION_ROW = re.compile(r"^\| (\S+) \| ([\d.]+) ± [\d.]+ \| ([\d.]+) ± [\d.]+ \|", re.MULTILINE)
@@ -48,12 +46,16 @@ def check_quickstart(notebook, workdir):
     assert os.path.isfile(workdir / "data" / "quickstart" / "model.keras")
 
 
+# The smoke run's ablation: both baselines and the default fusion. Every fusion is built,
+# saved and served in tests/models/test_classifier.py, and `ablate` runs end to end in
+# tests/training/test_ablation.py; the full notebook trains all seven.
+FUSION_SMOKE_VARIANTS = ["text_only", "image_only", "fusion=attention"]
+
+
 def check_fusion_strategies(notebook, workdir):
     outputs = notebook_outputs(notebook)
     rows = {variant: float(macro_f1) for variant, _, macro_f1 in ABLATION_ROW.findall(outputs)}
-    expected = ["text_only", "image_only", *(f"fusion={name}" for name in FUSIONS)]
-    assert sorted(rows) == sorted(expected)
-    assert len(rows) == 7
+    assert sorted(rows) == sorted(FUSION_SMOKE_VARIANTS)
     assert all(0.0 <= value <= 1.0 for value in rows.values())
     assert (workdir / "data" / "fusion_demo" / "ablation" / "ablation.md").is_file()
     # The sample images and the bar chart (drawn after training, which must not hide it).
@@ -83,7 +85,11 @@ NOTEBOOK_RUNS = {
         check_quickstart,
     ),
     "02_fusion_strategies.ipynb": (
-        {"FUSION_NUM_SAMPLES": "300", "FUSION_EPOCHS": "2"},
+        {
+            "FUSION_NUM_SAMPLES": "300",
+            "FUSION_EPOCHS": "2",
+            "FUSION_VARIANTS": ",".join(FUSION_SMOKE_VARIANTS),
+        },
         check_fusion_strategies,
     ),
     "03_serving.ipynb": (
