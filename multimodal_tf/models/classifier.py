@@ -29,6 +29,18 @@ def _multi_worker(strategy):
     )
 
 
+def _tf_dataset_element_spec(iterator):
+    """The element_spec of a `fit`/`evaluate` epoch iterator over a tf.data.Dataset, else None.
+
+    The adapter's dataset already carries `class_weight`'s sample weights.
+    NumPy or generator input returns None and Keras builds as it always does.
+    """
+    adapter = getattr(iterator, "data_adapter", None)
+    if type(adapter).__name__ != "TFDatasetAdapter":
+        return None
+    return adapter.get_tf_dataset().element_spec
+
+
 @keras.saving.register_keras_serializable(package="multimodal_tf")
 class MultimodalClassifier(ClassificationTask, keras.Model):
     """Classifier over a text and an image (or just one of them), with one or more heads.
@@ -305,7 +317,18 @@ class MultimodalClassifier(ClassificationTask, keras.Model):
         # features under MultiWorkerMirroredStrategy (keras-team/keras#20329).
         # Only shapes and dtypes matter here, which one replica's slice has.
         strategy = self._distribute_strategy
-        if strategy is None or iterator is None:
+        if strategy is None:
+            # Without a strategy Keras defers building the optimizer and the
+            # compiled metrics to the first trace of `train_step`; their
+            # variables are then created inside it and tf.function traces it
+            # again (about 4 s per `fit` on 2 cores). Building first from the
+            # dataset's element_spec traces once and reads no batch, so a
+            # `cache()` or the shuffle order is untouched.
+            spec = _tf_dataset_element_spec(iterator)
+            if spec is not None:
+                self._symbolic_build(data_batch=spec)
+            return None
+        if iterator is None:
             return super()._maybe_symbolic_build(iterator, data_batch)
         for _, _, batches in iterator:
             data_batch = keras.tree.map_structure(
