@@ -29,13 +29,14 @@ demo: $(STAMP)
 
 ## The whole test suite (slow tests included; `make test-fast` skips them), on
 ## TEST_WORKERS processes (pytest-xdist): most tests are Python-bound, so two
-## workers on two cores take ~9 minutes where one takes ~15.
+## workers share two cores. Slow tests run first (tests/conftest.py) and an idle
+## worker steals queued tests (`--dist worksteal`), so no long test starts last.
 TEST_WORKERS ?= 2
 test: $(STAMP)
-	$(BIN)/python -m pytest -n $(TEST_WORKERS)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist worksteal
 
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -n $(TEST_WORKERS) -m "not slow"
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist worksteal -m "not slow"
 
 lint: $(STAMP)
 	$(BIN)/ruff check multimodal_tf tests benchmarks

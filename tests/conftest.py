@@ -108,3 +108,13 @@ def requires_shared(path):
         not Path(path).exists(),
         reason=f"needs {path} (../shared is not present in a user's clone; CI has it)",
     )
+
+
+def pytest_collection_modifyitems(config, items):
+    """Runs the tests marked `slow` first.
+
+    On pytest-xdist workers a long test that starts near the end of the run
+    keeps one worker busy while the other has nothing left to do; started
+    first, the long tests share the workers and the short ones fill the gaps.
+    """
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)

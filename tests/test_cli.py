@@ -47,6 +47,7 @@ def test_every_subcommand_has_help(command, capsys):
     assert "usage: multimodal-tf " + command in capsys.readouterr().out
 
 
+@pytest.mark.slow  # trains, then exports and serves, ~40 s on 2 cores
 def test_train_evaluate_export_predict(tiny_manifest, tiny_config, tmp_path, capsys):
     run = tmp_path / "run"
     config = write_config(tmp_path, tiny_config)

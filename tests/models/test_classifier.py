@@ -183,6 +183,7 @@ def test_parts_can_be_passed_as_instances():
     assert run_serialization_test(model).fusion.hidden_dim == 8
 
 
+@pytest.mark.slow  # a real MobileNetV2, saved and served, ~40 s on 2 cores
 @pytest.mark.shared
 @requires_shared(MOBILENET)
 def test_pretrained_backbone_classifier_saves_and_serves(tmp_path, monkeypatch):
