@@ -11,7 +11,7 @@ from multimodal_tf.training.evaluate import evaluate
 from multimodal_tf.training.fit import train
 
 
-@pytest.mark.slow  # three tiny trainings, ~50 s on 2 cores
+@pytest.mark.slow  # two tiny trainings and a report, ~50 s on 2 cores
 def test_train_with_ensemble_saves_members_and_their_average(tiny_manifest, tiny_config, tmp_path):
     tiny_config.training.ensemble = 2
     tiny_config.training.report = True  # the report must take an ensemble too
