@@ -40,10 +40,11 @@ def child(args):
     keras.utils.set_random_seed(0)
     data = config.data
     text_features = text_features_for(config.model.text_encoder)
-    # n-gram vocabularies fill max_vocabulary_size; sequence_length 0 is chosen from
-    # the data at adapt(): 384 is what MVSA-Single's tweets gave.
+    # n-gram vocabularies fill max_vocabulary_size (MVSA-Single's 107k n-grams fill about
+    # half of the default); sequence_length 0 is chosen from the data at adapt(): 424
+    # is what MVSA-Single's tweets gave with every training n-gram kept.
     num_tokens = 5000 if text_features == "words" else data.max_vocabulary_size - 2
-    length = data.sequence_length or 384
+    length = data.sequence_length or 424
     preprocessor = MultimodalPreprocessor(
         [f"token{i}" for i in range(num_tokens)],
         length,
