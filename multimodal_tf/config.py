@@ -61,6 +61,7 @@ class ModelConfig:
     token_dropout: float = 0.3
     image_augmentation: bool = True
     wide: bool = False  # Wide & Deep: a linear TF-IDF path added to each head's logits
+    wide_l2: float = 0.0  # L2 on that linear path, 1 / (2 C n) for LR's C on n rows
 
 
 @dataclasses.dataclass

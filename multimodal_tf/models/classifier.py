@@ -98,6 +98,9 @@ class MultimodalClassifier(ClassificationTask, keras.Model):
         wide: bool. Wide & Deep: each head also gets the logits of a linear
             model over the TF-IDF bag of the token ids (`WideTextLogits`),
             added before its softmax or sigmoid. Needs the text modality.
+        wide_l2: float. With `wide`: logistic regression's L2 penalty on the
+            linear model's weights (`WideTextLogits(l2=...)`), `1 / (2 * C * n)`
+            for LR's `C` on `n` training rows. 0: none.
 
     Example:
     >>> preprocessor = MultimodalPreprocessor(sequence_length=8, image_size=(32, 32))
@@ -135,6 +138,7 @@ class MultimodalClassifier(ClassificationTask, keras.Model):
         token_dropout=0.0,
         image_augmentation=False,
         wide=False,
+        wide_l2=0.0,
         _load_pretrained=True,
         **kwargs,
     ):
@@ -217,6 +221,7 @@ class MultimodalClassifier(ClassificationTask, keras.Model):
                     len(names),
                     idf_weights=preprocessor.idf_weights,
                     num_word_features=preprocessor.num_word_features,
+                    l2=wide_l2,
                     name=f"{name}_wide",
                 )
                 for name, names in heads_classes.items()
@@ -282,6 +287,7 @@ class MultimodalClassifier(ClassificationTask, keras.Model):
         self.token_dropout = token_dropout
         self.image_augmentation = image_augmentation
         self.wide = wide
+        self.wide_l2 = wide_l2
         self.text_embedding_coverage = None
         if text_embeddings and _load_pretrained and text_layer is not None:
             matrix, found = load_word_vectors(
@@ -370,6 +376,7 @@ class MultimodalClassifier(ClassificationTask, keras.Model):
             "token_dropout": self.token_dropout,
             "image_augmentation": self.image_augmentation,
             "wide": self.wide,
+            "wide_l2": self.wide_l2,
         }
 
     @classmethod

@@ -1,5 +1,6 @@
 import json
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -302,6 +303,18 @@ def test_wide_and_deep_has_one_wide_path_per_head():
     )
     assert model.get_layer("temperature_wide").num_classes == 2
     assert model.get_layer("colour_wide").num_classes == 3
+
+
+def test_wide_l2_reaches_the_models_loss_and_survives_saving(tmp_path):
+    model = tiny_model(text_encoder="bag", wide=True, wide_l2=0.5)
+    wide = model.get_layer("label_wide")
+    assert wide.l2 == 0.5 and not any(float(loss) for loss in model.losses)  # kernel is 0
+    wide.kernel.assign(np.ones_like(wide.kernel.numpy()))
+    penalty = 0.5 * wide.rate_multiplier**2 * wide.kernel.numpy().size
+    np.testing.assert_allclose(float(sum(model.losses)), penalty, rtol=1e-5)
+    model.save(tmp_path / "model.keras")
+    loaded = keras.saving.load_model(tmp_path / "model.keras")
+    assert loaded.wide_l2 == 0.5 and loaded.get_layer("label_wide").l2 == 0.5
 
 
 def test_wide_needs_the_text_modality():

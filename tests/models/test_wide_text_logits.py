@@ -34,11 +34,26 @@ def test_is_logistic_regression_over_tf_idf_with_words_and_chars_apart():
     np.testing.assert_allclose(np.asarray(layer(ids))[0], 3.0 * (words + chars), atol=1e-5)
 
 
+def test_l2_is_logistic_regressions_penalty_on_the_logit_weights():
+    layer = WideTextLogits(VOCABULARY_SIZE, 3, rate_multiplier=4.0, l2=0.01)
+    assert WideTextLogits.from_config(layer.get_config()).l2 == 0.01
+    layer(TOKEN_IDS)
+    kernel = np.random.default_rng(2).normal(size=(VOCABULARY_SIZE, 3)).astype("float32")
+    layer.kernel.assign(kernel)
+    # The penalty is on w = rate_multiplier * kernel, the weights the logits see.
+    expected = 0.01 * np.sum((4.0 * kernel) ** 2)
+    np.testing.assert_allclose(float(sum(layer.losses)), expected, rtol=1e-5)
+    unpenalised = WideTextLogits(VOCABULARY_SIZE, 3)
+    unpenalised(TOKEN_IDS)
+    assert not unpenalised.losses
+
+
 @pytest.mark.parametrize(
     "kwargs, message",
     [
         ({"idf_weights": [1.0]}, "one weight per vocabulary token"),
         ({"rate_multiplier": 0}, "positive"),
+        ({"l2": -1e-4}, "0 or more"),
     ],
 )
 def test_bad_arguments_are_clear_errors(kwargs, message):
