@@ -1,7 +1,6 @@
 """The image+text classification task: encoders, a fusion layer and one or more heads."""
 
 import keras
-import tensorflow as tf
 from keras import ops
 
 from multimodal_tf.layers.fusion import FUSIONS, get_fusion
@@ -10,6 +9,7 @@ from multimodal_tf.layers.image_augmentation import image_augmenter
 from multimodal_tf.layers.modality_dropout import ModalityDropout
 from multimodal_tf.models.embeddings import load_word_vectors
 from multimodal_tf.models.image_encoder import get_image_encoder
+from multimodal_tf.models.strategy_fit import StrategyAwareFit
 from multimodal_tf.models.task import (
     DEFAULT_HEAD,
     ClassificationTask,
@@ -22,27 +22,8 @@ from multimodal_tf.models.wide_text_logits import WideTextLogits
 MODALITIES = ("text", "image")
 
 
-def _multi_worker(strategy):
-    return (
-        isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
-        and strategy.extended._in_multi_worker_mode()
-    )
-
-
-def _tf_dataset_element_spec(iterator):
-    """The element_spec of a `fit`/`evaluate` epoch iterator over a tf.data.Dataset, else None.
-
-    The adapter's dataset already carries `class_weight`'s sample weights.
-    NumPy or generator input returns None and Keras builds as it always does.
-    """
-    adapter = getattr(iterator, "data_adapter", None)
-    if type(adapter).__name__ != "TFDatasetAdapter":
-        return None
-    return adapter.get_tf_dataset().element_spec
-
-
 @keras.saving.register_keras_serializable(package="multimodal_tf")
-class MultimodalClassifier(ClassificationTask, keras.Model):
+class MultimodalClassifier(ClassificationTask, StrategyAwareFit, keras.Model):
     """Classifier over a text and an image (or just one of them), with one or more heads.
 
     A functional `keras.Model` on preprocessed tensors (`{"token_ids": int32
@@ -302,47 +283,6 @@ class MultimodalClassifier(ClassificationTask, keras.Model):
             if isinstance(mask, dict):
                 mask = {name: mask.get(name) for name in self.input_names_used}
         return super().call(inputs, training=training, mask=mask)
-
-    def train_step(self, data):
-        return self._mergeable_logs(super().train_step(data))
-
-    def test_step(self, data):
-        return self._mergeable_logs(super().test_step(data))
-
-    def _mergeable_logs(self, logs):
-        # Keras 3 averages a multi-worker step's logs with `strategy.reduce(
-        # "MEAN", value, axis=0)`, which fails on scalars (tensorflow#72388);
-        # a length-1 vector per worker averages to the mean over workers.
-        if not _multi_worker(self._distribute_strategy):
-            return logs
-        return {name: ops.reshape(value, (1,)) for name, value in logs.items()}
-
-    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
-        # Keras (3.15, TF backend) builds metrics from a first batch that it
-        # averages over replicas with `strategy.reduce`, which fails for a dict of
-        # features under MultiWorkerMirroredStrategy (keras-team/keras#20329).
-        # Only shapes and dtypes matter here, which one replica's slice has.
-        strategy = self._distribute_strategy
-        if strategy is None:
-            # Without a strategy Keras defers building the optimizer and the
-            # compiled metrics to the first trace of `train_step`; their
-            # variables are then created inside it and tf.function traces it
-            # again (about 4 s per `fit` on 2 cores). Building first from the
-            # dataset's element_spec traces once and reads no batch, so a
-            # `cache()` or the shuffle order is untouched.
-            spec = _tf_dataset_element_spec(iterator)
-            if spec is not None:
-                self._symbolic_build(data_batch=spec)
-            return None
-        if iterator is None:
-            return super()._maybe_symbolic_build(iterator, data_batch)
-        for _, _, batches in iterator:
-            data_batch = keras.tree.map_structure(
-                lambda value: strategy.experimental_local_results(value)[0], next(batches)
-            )
-            break
-        with strategy.scope():
-            self._symbolic_build(data_batch=data_batch)
 
     @property
     def input_names_used(self):
