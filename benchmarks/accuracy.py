@@ -50,12 +50,21 @@ BACKBONE = Path(__file__).resolve().parents[2] / (
 )
 
 
+def tfidf_vectorizers():
+    """The baseline's features: TF-IDF of word 1-2-grams and of char_wb 2-5-grams (sublinear TF)."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    return [
+        TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=1),
+        TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), sublinear_tf=True),
+    ]
+
+
 def baseline_rows(manifest, seeds):
     """TF-IDF + logistic regression, plain and balanced: one result per seed each.
 
     Returns `(rows, {variant: [test predictions per seed]}, test labels)`.
     """
-    from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline, make_union
 
@@ -75,10 +84,7 @@ def baseline_rows(manifest, seeds):
             best = None
             for c in (0.25, 0.5, 1, 2, 4, 8, 16, 32, 64):  # chosen on val only
                 model = make_pipeline(
-                    make_union(
-                        TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=1),
-                        TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), sublinear_tf=True),
-                    ),
+                    make_union(*tfidf_vectorizers()),
                     LogisticRegression(
                         C=c, class_weight=class_weight, max_iter=3000, random_state=seed
                     ),

@@ -5,7 +5,8 @@ package's own preprocessor makes in-graph (standardized words, bigrams and char_
 2-5-grams, words and chars normalised apart, as the bag encoder pools them), with the
 vocabulary built as `adapt()` builds it for each `(max_vocabulary_size, min_frequency)`
 setting, next to scikit-learn's TF-IDF on the raw text (`accuracy.py`'s baseline).
-A linear model trains in seconds and has no seed, so the effect of the vocabulary
+The ids are the preprocessor's own output (its lookup, and its sequence length chosen by
+`adapt()`). A linear model trains in seconds and has no seed, so the effect of the vocabulary
 alone shows without the neural model's seed spread. Needs the `bench` extra
 (scikit-learn). Usage:
 
@@ -42,12 +43,10 @@ def fit_and_score(matrices, labels, class_names):
     return c, val, test
 
 
-def tf_idf(analyzers, texts):
-    """TF-IDF (sublinear TF, L2 per analyzer) of each split, fitted on train; hstacked."""
+def tf_idf(vectorizers, texts):
+    """Each split's TF-IDF rows (one block per vectorizer, fitted on train), side by side."""
     import scipy.sparse
-    from sklearn.feature_extraction.text import TfidfVectorizer
 
-    vectorizers = [TfidfVectorizer(sublinear_tf=True, **kwargs) for kwargs in analyzers]
     return {
         split: scipy.sparse.hstack(
             [
@@ -61,8 +60,10 @@ def tf_idf(analyzers, texts):
 
 def main():
     import tensorflow as tf
+    from accuracy import tfidf_vectorizers
+    from sklearn.feature_extraction.text import TfidfVectorizer
 
-    from multimodal_tf.models.preprocessor import CHAR_PREFIX, MultimodalPreprocessor
+    from multimodal_tf.models.preprocessor import MultimodalPreprocessor
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", required=True, help="Manifest with an official split column.")
@@ -82,7 +83,7 @@ def main():
         for split in SPLITS
     }
     rows = []
-    raw = tf_idf([{"ngram_range": (1, 2)}, {"analyzer": "char_wb", "ngram_range": (2, 5)}], texts)
+    raw = tf_idf(tfidf_vectorizers(), texts)
     rows.append(("scikit-learn TF-IDF on the raw text", raw["train"].shape[1], raw))
     for setting in args.settings:
         size, min_frequency = (int(part) for part in setting.split(":"))
@@ -93,24 +94,26 @@ def main():
             text_features="ngrams",
         )
         preprocessor.adapt(texts["train"], spacy_norms=True)
-        kept = set(preprocessor.vocabulary)
-        features = {
-            split: [
-                [token.decode() for token in row if token.decode() in kept]
-                for row in preprocessor.features(tf.constant(texts[split])).to_list()
-            ]
+        # The ids the model itself gets: the preprocessor's own lookup and truncation.
+        token_ids = {
+            split: preprocessor({"text": tf.constant(texts[split])})["token_ids"].numpy()
             for split in SPLITS
         }
+        first_char = 2 + preprocessor.num_word_features
 
-        def words(row):
-            return [token for token in row if not token.startswith(CHAR_PREFIX)]
+        def words(row, first_char=first_char):
+            return [int(i) for i in row if 2 <= i < first_char]
 
-        def chars(row):
-            return [token for token in row if token.startswith(CHAR_PREFIX)]
+        def chars(row, first_char=first_char):
+            return [int(i) for i in row if i >= first_char]
 
-        matrices = tf_idf([{"analyzer": words}, {"analyzer": chars}], features)
+        vectorizers = [
+            TfidfVectorizer(analyzer=words, sublinear_tf=True),
+            TfidfVectorizer(analyzer=chars, sublinear_tf=True),
+        ]
+        matrices = tf_idf(vectorizers, token_ids)
         name = f"in-graph features, max_vocabulary_size {size}, min_frequency {min_frequency}"
-        rows.append((name, len(kept), matrices))
+        rows.append((name, len(preprocessor.vocabulary), matrices))
 
     print("| features | vocabulary | C | val acc / macro-F1 / weighted-F1 | test |")
     print("|---|---:|---:|---|---|")
