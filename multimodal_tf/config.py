@@ -74,6 +74,9 @@ class TrainingConfig:
     label_smoothing: float = 0.1
     lr_schedule: str = "cosine"
     early_stopping_patience: int = 8
+    # With model.wide: >0 trains the linear path alone first (at most this many
+    # epochs, best val epoch kept), then freezes it and trains the rest.
+    wide_epochs: int = 0
     class_weight: str = "sqrt"
     oversample: bool = False
     seed: int = 1337

@@ -284,6 +284,35 @@ class MultimodalClassifier(ClassificationTask, StrategyAwareFit, keras.Model):
                 mask = {name: mask.get(name) for name in self.input_names_used}
         return super().call(inputs, training=training, mask=mask)
 
+    def wide_model(self):
+        """The linear path alone, as a Keras model sharing this model's `WideTextLogits`.
+
+        Token ids in, each head's softmax (or sigmoid) of the wide logits out,
+        with the same output names, so it fits on the same datasets and
+        compiles with `default_loss()` and `default_metrics()`. Training it
+        trains the wide path of this model: `train()` does that first with
+        `training.wide_epochs`, then freezes the path and trains the rest.
+
+        Example:
+        >>> linear = model.wide_model()  # doctest: +SKIP
+        >>> linear.compile("adam", model.default_loss(), metrics=model.default_metrics())
+        >>> linear.fit(train_batches, validation_data=val_batches, epochs=30)
+        """
+        if not self.wide:
+            raise ValueError("`wide_model()` needs a model built with `wide=True`.")
+        token_ids = keras.Input(
+            (self.preprocessor.sequence_length,), dtype="int32", name="token_ids"
+        )
+        outputs = {
+            name: keras.layers.Activation(
+                "sigmoid" if self.is_multi_label(name) else "softmax", name=name
+            )(self.get_layer(f"{name}_wide")(token_ids))
+            for name in self.head_names
+        }
+        if not isinstance(self.class_names, dict):
+            outputs = outputs[DEFAULT_HEAD]
+        return keras.Model({"token_ids": token_ids}, outputs, name=f"{self.name}_wide")
+
     @property
     def input_names_used(self):
         """Feature names the model reads: `token_ids` and/or `image`, `image_present`."""
@@ -317,6 +346,10 @@ class MultimodalClassifier(ClassificationTask, StrategyAwareFit, keras.Model):
             "image_augmentation": self.image_augmentation,
             "wide": self.wide,
             "wide_l2": self.wide_l2,
+            # Layers set `trainable = False` after building (e.g. the wide path
+            # that `training.wide_epochs` trained first), so a loaded model
+            # trains, and restores its optimizer, as the saved one did.
+            "frozen_layers": [layer.name for layer in self.layers if not layer.trainable],
         }
 
     @classmethod
@@ -324,7 +357,12 @@ class MultimodalClassifier(ClassificationTask, StrategyAwareFit, keras.Model):
         # A rebuilt model gets its weights from the saved file: reading GloVe
         # or backbone weights again would be wasted work, or fail on a machine
         # without the file. The config still records where they came from.
-        return cls(**config, _load_pretrained=False)
+        config = dict(config)
+        frozen = config.pop("frozen_layers", [])
+        model = cls(**config, _load_pretrained=False)
+        for name in frozen:
+            model.get_layer(name).trainable = False
+        return model
 
 
 def _layer(value):

@@ -72,20 +72,38 @@ class ClassificationTask:
         """
         if optimizer == "auto":
             optimizer = keras.optimizers.AdamW(learning_rate, weight_decay=weight_decay)
-        names = self.head_names
         if loss == "auto":
-            loss = {
-                name: keras.losses.BinaryCrossentropy(label_smoothing=label_smoothing)
+            loss = self.default_loss(label_smoothing)
+        if metrics == "auto":
+            metrics = self.default_metrics()
+        super().compile(optimizer=optimizer, loss=loss, metrics=metrics, **kwargs)
+
+    def default_loss(self, label_smoothing=0.0):
+        """The "auto" loss: categorical or binary cross-entropy per head.
+
+        A dict keyed by head name for a multi-task model, else one loss; also
+        what another model over the same heads compiles with (e.g. the
+        `wide_model()` of a Wide & Deep classifier).
+
+        Args:
+            label_smoothing: float.
+        """
+        return self._per_head(
+            lambda name: (
+                keras.losses.BinaryCrossentropy(label_smoothing=label_smoothing)
                 if self.is_multi_label(name)
                 else keras.losses.CategoricalCrossentropy(label_smoothing=label_smoothing)
-                for name in names
-            }
-        if metrics == "auto":
-            metrics = {name: _default_metrics(self.is_multi_label(name)) for name in names}
-        if not isinstance(self.class_names, dict):
-            loss = loss[DEFAULT_HEAD] if isinstance(loss, dict) else loss
-            metrics = metrics[DEFAULT_HEAD] if isinstance(metrics, dict) else metrics
-        super().compile(optimizer=optimizer, loss=loss, metrics=metrics, **kwargs)
+            )
+        )
+
+    def default_metrics(self):
+        """The "auto" metrics per head: accuracy and macro-F1 (`macro_f1`)."""
+        return self._per_head(lambda name: _default_metrics(self.is_multi_label(name)))
+
+    def _per_head(self, make):
+        if isinstance(self.class_names, dict):
+            return {name: make(name) for name in self.head_names}
+        return make(DEFAULT_HEAD)
 
     def compile_from_config(self, config):
         config = keras.saving.deserialize_keras_object(config)

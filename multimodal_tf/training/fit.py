@@ -26,8 +26,10 @@ from multimodal_tf.training.metrics import (
 from multimodal_tf.training.provenance import data_fingerprint, read_run_record, write_run_record
 from multimodal_tf.training.report import write_report
 from multimodal_tf.training.thresholds import tune_thresholds
+from multimodal_tf.training.wide_first import fit_wide_first, freeze_wide
 
 METRICS_FILE = "metrics.json"
+WIDE_HISTORY_FILE = "wide_history.csv"
 
 
 @dataclasses.dataclass
@@ -100,6 +102,12 @@ def train(manifest, config=None, output_dir="runs/latest", verbose=1):
             f"model.wide adds a linear model over the text, and model.modalities "
             f"{list(config.model.modalities)} has none; set model.wide: false."
         )
+    if training.wide_epochs < 0 or (training.wide_epochs and not config.model.wide):
+        raise ConfigError(
+            f"training.wide_epochs trains the wide path first: it must be 0 (train it with "
+            f"the rest) or, with model.wide: true, more; got {training.wide_epochs} with "
+            f"model.wide: {str(config.model.wide).lower()}."
+        )
     run_dir = Path(output_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     resuming = (run_dir / BACKUP_DIR).is_dir() or any(run_dir.glob(f"members/*/{BACKUP_DIR}"))
@@ -143,21 +151,23 @@ def train(manifest, config=None, output_dir="runs/latest", verbose=1):
 
     def fit_member(folder, seed):
         keras.utils.set_random_seed(seed)
-        with strategy.scope():
-            model = build_model(
-                config.model, class_names, preprocessor, multi_label=data.multi_label
-            )
-            model.compile(
-                learning_rate=learning_rate(training, steps),
-                weight_decay=training.weight_decay,
-                label_smoothing=training.label_smoothing,
-            )
         callbacks, initial_epoch = training_callbacks(
             folder,
             training.early_stopping_patience,
             MODEL_FILE,
             tensorboard=training.tensorboard,
         )
+        with strategy.scope():
+            model = build_model(
+                config.model, class_names, preprocessor, multi_label=data.multi_label
+            )
+            if training.wide_epochs:
+                _wide_first(model, folder, initial_epoch)
+            model.compile(
+                learning_rate=learning_rate(training, steps),
+                weight_decay=training.weight_decay,
+                label_smoothing=training.label_smoothing,
+            )
         if initial_epoch:
             print(
                 f"Resuming from {folder / BACKUP_DIR}: {initial_epoch} of "
@@ -175,6 +185,28 @@ def train(manifest, config=None, output_dir="runs/latest", verbose=1):
             shuffle=False,  # the dataset reshuffles itself every epoch
         )
         return initial_epoch
+
+    def _wide_first(model, folder, initial_epoch):
+        if initial_epoch:  # the backup holds the trained (and frozen) wide path
+            freeze_wide(model)
+            return
+        best = fit_wide_first(
+            model,
+            train_batches,
+            val_batches,
+            epochs=training.wide_epochs,
+            patience=training.early_stopping_patience,
+            learning_rate=training.learning_rate,
+            label_smoothing=training.label_smoothing,
+            class_weight=weights,
+            log_file=folder / WIDE_HISTORY_FILE,
+            verbose=verbose,
+        )
+        if verbose:
+            print(
+                f"Wide path trained first: best val macro-F1 {best['val_macro_f1']:.4f} "
+                f"at epoch {best['epoch']}; it is frozen while the rest trains."
+            )
 
     started = time.perf_counter()
     if training.ensemble == 1:

@@ -1,10 +1,17 @@
-"""`model.wide` in the run config: refused without text, left out of image-only baselines."""
+"""`model.wide` and `training.wide_epochs` in the run config: checks, staged training, resume."""
 
+import csv
+import warnings
+
+import keras
+import numpy as np
 import pytest
 
 from multimodal_tf.errors import ConfigError
 from multimodal_tf.training.ablation import _variant_config
-from multimodal_tf.training.fit import train
+from multimodal_tf.training.callbacks import AtomicBackupAndRestore
+from multimodal_tf.training.fit import WIDE_HISTORY_FILE, train
+from multimodal_tf.training.wide_first import fit_wide_first
 
 
 def test_wide_without_text_is_a_config_error_before_anything_is_written(
@@ -24,3 +31,122 @@ def test_ablation_keeps_wide_where_there_is_text(tiny_config):
         for variant in ("text_only", "image_only", "fusion=concat")
     }
     assert wide == {"text_only": True, "image_only": False, "fusion=concat": True}
+
+
+def test_wide_epochs_without_wide_is_a_config_error(tiny_manifest, tiny_config, tmp_path):
+    tiny_config.training.wide_epochs = 5
+    with pytest.raises(ConfigError, match=r"wide_epochs .* got 5 with model.wide: false"):
+        train(tiny_manifest, tiny_config, tmp_path / "run", verbose=0)
+    assert not (tmp_path / "run").exists()
+
+
+def _wide_config(config, wide_epochs=6):
+    config.model.text_encoder = "bag"
+    config.data.sequence_length = 64
+    config.model.wide = True
+    config.training.wide_epochs = wide_epochs
+    config.training.epochs = 3
+    config.training.early_stopping_patience = 3
+    return config
+
+
+def test_fit_wide_first_keeps_its_best_epoch_and_the_deep_fit_leaves_it_alone(
+    tiny_manifest, tiny_config, tmp_path
+):
+    from multimodal_tf.data.source import TrainingData
+    from multimodal_tf.training.fit import adapted_preprocessor, build_model
+
+    config = _wide_config(tiny_config)
+    source = TrainingData.load(tiny_manifest, config.data, tmp_path, verbose=0)
+    preprocessor = adapted_preprocessor(config, source.train_texts())
+    names = source.class_names
+
+    def batches(split):
+        return source.dataset(split, preprocessor, names, 8, split == "train", 1)
+
+    keras.utils.set_random_seed(1)
+    model = build_model(config.model, names, preprocessor)
+    best = fit_wide_first(
+        model,
+        batches("train"),
+        batches("val"),
+        epochs=6,
+        patience=2,
+        learning_rate=0.01,
+        log_file=tmp_path / "wide.csv",
+        verbose=0,
+    )
+    rows = list(csv.DictReader((tmp_path / "wide.csv").open()))
+    scores = [float(row["val_macro_f1"]) for row in rows]
+    assert 1 <= len(rows) <= 6 and best["val_macro_f1"] == pytest.approx(max(scores))
+    assert best["epoch"] == scores.index(max(scores)) + 1
+    wide = model.get_layer("label_wide")
+    assert not wide.trainable and np.any(wide.kernel.numpy())
+    # The kept weights are the best epoch's: the linear model scores that again.
+    linear = model.wide_model()
+    linear.compile(loss=model.default_loss(), metrics=model.default_metrics())
+    again = linear.evaluate(_token_ids(batches("val")), return_dict=True, verbose=0)
+    assert again["macro_f1"] == pytest.approx(best["val_macro_f1"], abs=1e-5)
+
+    kernel = wide.kernel.numpy().copy()
+    deep = [v.numpy().copy() for v in model.trainable_weights]
+    model.compile(learning_rate=0.01)
+    model.fit(batches("train"), epochs=2, verbose=0)
+    np.testing.assert_array_equal(wide.kernel.numpy(), kernel)
+    after = [v.numpy() for v in model.trainable_weights]
+    assert any(not np.array_equal(a, b) for a, b in zip(after, deep, strict=True))
+
+
+def _token_ids(batches):
+    return batches.map(lambda features, labels: ({"token_ids": features["token_ids"]}, labels))
+
+
+def test_train_with_wide_epochs_saves_a_frozen_wide_path_and_its_log(
+    tiny_manifest, tiny_config, tmp_path
+):
+    result = train(tiny_manifest, _wide_config(tiny_config), tmp_path / "run", verbose=0)
+    assert (tmp_path / "run" / WIDE_HISTORY_FILE).is_file()
+    with warnings.catch_warnings():
+        # The frozen path is frozen again on load, so the optimizer state fits.
+        warnings.filterwarnings("error", message="Skipping variable loading")
+        loaded = keras.saving.load_model(tmp_path / "run" / "model.keras")
+    wide = loaded.get_layer("label_wide")
+    assert not wide.trainable and np.any(wide.kernel.numpy())
+    assert loaded.get_config()["frozen_layers"] == ["label_wide"]
+    np.testing.assert_allclose(
+        wide.kernel.numpy(), result.model.get_layer("label_wide").kernel.numpy()
+    )
+
+
+def test_a_resumed_run_keeps_the_wide_path_it_trained_first(
+    tiny_manifest, tiny_config, tmp_path, monkeypatch
+):
+    from multimodal_tf.training import fit
+
+    class Interrupt(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            if epoch == 1:
+                raise RuntimeError("interrupted")
+
+    config = _wide_config(tiny_config)
+    config.training.early_stopping_patience = 10
+    original = fit.training_callbacks
+    monkeypatch.setattr(
+        fit,
+        "training_callbacks",
+        lambda *args, **kwargs: (original(*args, **kwargs)[0] + [Interrupt()], 0),
+    )
+    with pytest.raises(RuntimeError, match="interrupted"):
+        train(tiny_manifest, config, tmp_path / "run", verbose=0)
+    backup = tmp_path / "run" / "backup"
+    assert AtomicBackupAndRestore.saved_epoch(backup) == 1
+    first_log = (tmp_path / "run" / WIDE_HISTORY_FILE).read_text()
+
+    monkeypatch.setattr(fit, "training_callbacks", original)
+    calls = []
+    monkeypatch.setattr(fit, "fit_wide_first", lambda *a, **k: calls.append(1))
+    train(tiny_manifest, config, tmp_path / "run", verbose=0)
+    assert not calls  # the backup holds the wide path: it is not trained again
+    assert (tmp_path / "run" / WIDE_HISTORY_FILE).read_text() == first_log
+    wide = keras.saving.load_model(tmp_path / "run" / "model.keras").get_layer("label_wide")
+    assert not wide.trainable and np.any(wide.kernel.numpy())

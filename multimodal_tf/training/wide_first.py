@@ -1,0 +1,100 @@
+"""`training.wide_epochs`: train a Wide & Deep model's linear path first, then the rest.
+
+Trained jointly, the wide path (logistic regression over the TF-IDF bag) and
+the deep path share one best epoch, and the deep path picks it: the fused
+model peaks after 2-5 epochs, long before a linear model over 100k n-grams
+reaches its regularised optimum. Training the wide path alone first, to its
+own best validation epoch, and freezing it gives the deep path a strong
+linear model to add to (docs/defaults.md, "Session 11").
+"""
+
+import keras
+import tensorflow as tf
+
+from multimodal_tf.training.callbacks import MONITOR
+
+
+def fit_wide_first(
+    model,
+    train_batches,
+    val_batches,
+    epochs,
+    patience,
+    learning_rate,
+    label_smoothing=0.0,
+    class_weight=None,
+    log_file=None,
+    monitor=MONITOR,
+    verbose=1,
+):
+    """Fits `model.wide_model()` alone, keeps its best val epoch and freezes it.
+
+    The linear path trains with Adam at a constant `learning_rate` and no
+    weight decay (its L2 is `model.wide_l2`), on the model's own loss and
+    metrics, and stops `patience` epochs after its best `monitor` value; the
+    weights of that epoch are kept. Its `WideTextLogits` layers are then
+    non-trainable, so compile `model` afterwards: its next `fit` trains the
+    deep path around the fixed linear one.
+
+    Args:
+        model: `MultimodalClassifier` built with `wide=True`.
+        train_batches: tf.data.Dataset of `(features, labels)` or
+            `(features, labels, sample_weights)`; only `features["token_ids"]`
+            is read.
+        val_batches: tf.data.Dataset. Selection data, as `train_batches`.
+        epochs: int. At most this many epochs.
+        patience: int. Early-stopping patience in epochs.
+        learning_rate: float. Adam's learning rate.
+        label_smoothing: float. For the model's default loss.
+        class_weight: dict or None. Keras `class_weight`.
+        log_file: str, Path or None. A CSV log of the linear path's epochs.
+        monitor: str. The validation metric that picks the epoch.
+        verbose: int. Keras `fit` verbosity.
+
+    Returns:
+        dict: the best epoch (`epoch`, counted from 1) and its validation logs.
+
+    Example:
+    >>> model = MultimodalClassifier(  # doctest: +SKIP
+    ...     names, preprocessor, text_encoder="bag", wide=True, wide_l2=7e-5)
+    >>> best = fit_wide_first(model, train, val, epochs=30, patience=8, learning_rate=2e-3)
+    >>> model.compile()  # now the deep path, around the frozen linear one
+    >>> model.fit(train, validation_data=val, epochs=30)
+    """
+    linear = model.wide_model()
+    linear.compile(
+        keras.optimizers.Adam(learning_rate),
+        model.default_loss(label_smoothing),
+        metrics=model.default_metrics(),
+    )
+    stopping = keras.callbacks.EarlyStopping(
+        monitor=monitor, mode="max", patience=patience, restore_best_weights=True
+    )
+    callbacks = [stopping]
+    if log_file is not None:
+        callbacks.insert(0, keras.callbacks.CSVLogger(str(log_file)))
+    history = linear.fit(
+        _token_ids_only(train_batches),
+        validation_data=_token_ids_only(val_batches),
+        epochs=epochs,
+        class_weight=class_weight,
+        callbacks=callbacks,
+        verbose=verbose,
+        shuffle=False,  # the dataset reshuffles itself every epoch
+    )
+    freeze_wide(model)
+    best = stopping.best_epoch
+    return {"epoch": best + 1, **{k: float(v[best]) for k, v in history.history.items()}}
+
+
+def freeze_wide(model):
+    """Makes the `WideTextLogits` of every head non-trainable (compile afterwards)."""
+    for name in model.head_names:
+        model.get_layer(f"{name}_wide").trainable = False
+
+
+def _token_ids_only(batches):
+    def select(features, *rest):
+        return ({"token_ids": features["token_ids"]}, *rest)
+
+    return batches.map(select, num_parallel_calls=tf.data.AUTOTUNE)
