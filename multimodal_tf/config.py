@@ -61,7 +61,8 @@ class ModelConfig:
     token_dropout: float = 0.3
     image_augmentation: bool = True
     wide: bool = False  # Wide & Deep: a linear TF-IDF path added to each head's logits
-    wide_l2: float = 0.0  # L2 on that linear path, 1 / (2 C n) for LR's C on n rows
+    wide_c: float = 2.0  # that path's L2 as LR's C: 1 / (2 C n) on n training rows; 0: none
+    wide_l2: float = 0.0  # > 0: this L2 on that path instead of the one wide_c gives
 
 
 @dataclasses.dataclass

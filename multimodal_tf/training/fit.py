@@ -98,15 +98,14 @@ def train(manifest, config=None, output_dir="runs/latest", verbose=1):
             f"{training.ensemble}."
         )
     if config.model.wide and "text" not in config.model.modalities:
-        raise ConfigError(
+        print(
             f"model.wide adds a linear model over the text, and model.modalities "
-            f"{list(config.model.modalities)} has none; set model.wide: false."
+            f"{list(config.model.modalities)} has none: this model has no wide path."
         )
-    if training.wide_epochs < 0 or (training.wide_epochs and not config.model.wide):
+    if training.wide_epochs < 0:
         raise ConfigError(
-            f"training.wide_epochs trains the wide path first: it must be 0 (train it with "
-            f"the rest) or, with model.wide: true, more; got {training.wide_epochs} with "
-            f"model.wide: {str(config.model.wide).lower()}."
+            f"training.wide_epochs must be 0 (train the wide path with the rest) or more "
+            f"(train it first, for at most that many epochs); got {training.wide_epochs}."
         )
     run_dir = Path(output_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -159,9 +158,13 @@ def train(manifest, config=None, output_dir="runs/latest", verbose=1):
         )
         with strategy.scope():
             model = build_model(
-                config.model, class_names, preprocessor, multi_label=data.multi_label
+                config.model,
+                class_names,
+                preprocessor,
+                multi_label=data.multi_label,
+                num_train=len(source.train_labels()),
             )
-            if training.wide_epochs:
+            if training.wide_epochs and model.wide:
                 _wide_first(model, folder, initial_epoch)
             model.compile(
                 learning_rate=learning_rate(training, steps),
@@ -367,17 +370,40 @@ def learning_rate(training, total_steps):
     )
 
 
-def build_model(model_config, class_names, preprocessor, multi_label=False):
+def build_model(model_config, class_names, preprocessor, multi_label=False, num_train=None):
     """A `MultimodalClassifier` from the run config's `model` section.
 
     Args:
         model_config: `ModelConfig`. Its fields are the constructor's arguments
-            (empty strings for "no file" become `None`).
+            (empty strings for "no file" become `None`), except `wide_c`: with
+            `wide` and `wide_l2: 0` the wide path's L2 is `wide_l2_for(wide_c,
+            num_train)`. A model without the text modality gets no wide path.
         class_names: list of str. Label names in output order.
         preprocessor: `MultimodalPreprocessor`. Adapted on the training texts.
         multi_label: bool. A sigmoid head with per-class thresholds (`data.multi_label`).
+        num_train: int or None. Training rows, for `wide_c`; `None`: no L2
+            unless `wide_l2` sets one.
     """
     kwargs = dataclasses.asdict(model_config)
     for key in ("image_weights", "text_embeddings"):
         kwargs[key] = kwargs[key] or None
+    wide_c = kwargs.pop("wide_c")
+    kwargs["wide"] = kwargs["wide"] and "text" in kwargs["modalities"]
+    if kwargs["wide"] and not kwargs["wide_l2"] and wide_c and num_train:
+        kwargs["wide_l2"] = wide_l2_for(wide_c, num_train)
     return MultimodalClassifier(class_names, preprocessor, multi_label=multi_label, **kwargs)
+
+
+def wide_l2_for(c, num_train):
+    """Logistic regression's `C` on `num_train` rows as `WideTextLogits`' L2: `1 / (2 C n)`.
+
+    LR minimises `C * sum(loss) + |w|^2 / 2`; Keras minimises the mean loss
+    plus the penalty, which is the same optimum with `l2 = 1 / (2 C n)`.
+
+    Example:
+    >>> round(wide_l2_for(2.0, 3611), 7)
+    6.92e-05
+    """
+    if c <= 0 or num_train <= 0:
+        raise ValueError(f"Expected C > 0 and num_train > 0; received {c}, {num_train}.")
+    return 1.0 / (2.0 * c * num_train)

@@ -14,14 +14,15 @@ from multimodal_tf.training.fit import WIDE_HISTORY_FILE, train
 from multimodal_tf.training.wide_first import fit_wide_first
 
 
-def test_wide_without_text_is_a_config_error_before_anything_is_written(
-    tiny_manifest, tiny_config, tmp_path
+def test_wide_without_text_builds_no_wide_path_and_says_so(
+    tiny_manifest, tiny_config, tmp_path, capsys
 ):
     tiny_config.model.wide = True
+    tiny_config.training.wide_epochs = 3
     tiny_config.model.modalities = ("image",)
-    with pytest.raises(ConfigError, match=r"model.wide .* \['image'\] has none"):
-        train(tiny_manifest, tiny_config, tmp_path / "run", verbose=0)
-    assert not (tmp_path / "run").exists()
+    result = train(tiny_manifest, tiny_config, tmp_path / "run", verbose=0)
+    assert "['image'] has none: this model has no wide path" in capsys.readouterr().out
+    assert not result.model.wide and not (tmp_path / "run" / WIDE_HISTORY_FILE).exists()
 
 
 def test_ablation_keeps_wide_where_there_is_text(tiny_config):
@@ -33,11 +34,29 @@ def test_ablation_keeps_wide_where_there_is_text(tiny_config):
     assert wide == {"text_only": True, "image_only": False, "fusion=concat": True}
 
 
-def test_wide_epochs_without_wide_is_a_config_error(tiny_manifest, tiny_config, tmp_path):
-    tiny_config.training.wide_epochs = 5
-    with pytest.raises(ConfigError, match=r"wide_epochs .* got 5 with model.wide: false"):
+def test_negative_wide_epochs_is_a_config_error(tiny_manifest, tiny_config, tmp_path):
+    tiny_config.training.wide_epochs = -1
+    with pytest.raises(ConfigError, match=r"wide_epochs must be 0 .* got -1"):
         train(tiny_manifest, tiny_config, tmp_path / "run", verbose=0)
     assert not (tmp_path / "run").exists()
+
+
+def test_wide_c_is_logistic_regressions_c_on_the_training_rows(tiny_config):
+    from multimodal_tf.models.preprocessor import MultimodalPreprocessor
+    from multimodal_tf.training.fit import build_model, wide_l2_for
+
+    preprocessor = MultimodalPreprocessor(sequence_length=8, image_size=(16, 16))
+    preprocessor.adapt(["warm fire", "cold snow"], min_frequency=1)
+    config = tiny_config.model
+    config.wide, config.wide_c = True, 4.0
+    model = build_model(config, ["warm", "cold"], preprocessor, num_train=500)
+    assert model.wide_l2 == pytest.approx(1 / (2 * 4.0 * 500)) == wide_l2_for(4.0, 500)
+    config.wide_l2 = 0.01  # an explicit L2 wins
+    assert build_model(config, ["warm", "cold"], preprocessor, num_train=500).wide_l2 == 0.01
+    config.wide_l2, config.wide_c = 0.0, 0.0  # no penalty at all
+    assert build_model(config, ["warm", "cold"], preprocessor, num_train=500).wide_l2 == 0.0
+    with pytest.raises(ValueError, match="C > 0"):
+        wide_l2_for(0.0, 500)
 
 
 def _wide_config(config, wide_epochs=6):
