@@ -60,7 +60,9 @@ class ModelConfig:
     dropout_rate: float = 0.3
     token_dropout: float = 0.3
     image_augmentation: bool = True
-    wide: bool = False  # Wide & Deep: a linear TF-IDF path added to each head's logits
+    # Wide & Deep: a linear TF-IDF path added to each head's logits; with
+    # training.wide_epochs it trains first (docs/defaults.md, "Session 11").
+    wide: bool = True
     wide_c: float = 2.0  # that path's L2 as LR's C: 1 / (2 C n) on n training rows; 0: none
     wide_l2: float = 0.0  # > 0: this L2 on that path instead of the one wide_c gives
 
@@ -77,7 +79,7 @@ class TrainingConfig:
     early_stopping_patience: int = 8
     # With model.wide: >0 trains the linear path alone first (at most this many
     # epochs, best val epoch kept), then freezes it and trains the rest.
-    wide_epochs: int = 0
+    wide_epochs: int = 30
     class_weight: str = "sqrt"
     oversample: bool = False
     seed: int = 1337

@@ -311,7 +311,7 @@ class MultimodalClassifier(ClassificationTask, StrategyAwareFit, keras.Model):
         }
         if not isinstance(self.class_names, dict):
             outputs = outputs[DEFAULT_HEAD]
-        return keras.Model({"token_ids": token_ids}, outputs, name=f"{self.name}_wide")
+        return WideModel({"token_ids": token_ids}, outputs, name=f"{self.name}_wide")
 
     @property
     def input_names_used(self):
@@ -363,6 +363,15 @@ class MultimodalClassifier(ClassificationTask, StrategyAwareFit, keras.Model):
         for name in frozen:
             model.get_layer(name).trainable = False
         return model
+
+
+@keras.saving.register_keras_serializable(package="multimodal_tf")
+class WideModel(StrategyAwareFit, keras.Model):
+    """A functional model that fits under every `tf.distribute` strategy: `wide_model()`'s type.
+
+    It takes the same arguments as a functional `keras.Model`; `StrategyAwareFit`
+    lets it train under `MultiWorkerMirroredStrategy` as the classifier does.
+    """
 
 
 def _layer(value):

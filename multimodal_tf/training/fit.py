@@ -193,6 +193,11 @@ def train(manifest, config=None, output_dir="runs/latest", verbose=1):
         if initial_epoch:  # the backup holds the trained (and frozen) wide path
             freeze_wide(model)
             return
+        if verbose:
+            print(
+                f"Training the wide path (a linear model over the text) alone first, for at "
+                f"most {training.wide_epochs} epochs (training.wide_epochs)."
+            )
         best = fit_wide_first(
             model,
             train_batches,

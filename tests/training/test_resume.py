@@ -149,6 +149,9 @@ def keyed_manifest(tmp_path):
 
 @pytest.mark.slow
 def test_sigkill_mid_epoch_then_same_command_resumes(keyed_manifest, tiny_config, tmp_path):
+    # Without the wide path trained first, the first epoch starts from fresh weights
+    # (its loss is the yardstick below); test_wide_training.py resumes a wide run.
+    tiny_config.model.wide = False
     config = _write_config(tmp_path, tiny_config, epochs=12, early_stopping_patience=20)
     run = tmp_path / "run"
     command = _train_command(keyed_manifest, config, run)

@@ -169,3 +169,22 @@ def test_a_resumed_run_keeps_the_wide_path_it_trained_first(
     assert (tmp_path / "run" / WIDE_HISTORY_FILE).read_text() == first_log
     wide = keras.saving.load_model(tmp_path / "run" / "model.keras").get_layer("label_wide")
     assert not wide.trainable and np.any(wide.kernel.numpy())
+
+
+def test_the_wide_model_is_a_keras_model_that_saves(tmp_path):
+    from multimodal_tf.models.classifier import WideModel
+    from tests.models.test_classifier import features, tiny_model
+
+    model = tiny_model(text_encoder="bag", wide=True)
+    model.get_layer("label_wide").kernel.assign(
+        np.random.default_rng(0).normal(size=model.get_layer("label_wide").kernel.shape)
+    )
+    linear = model.wide_model()
+    assert isinstance(linear, WideModel)
+    token_ids = {"token_ids": features(model)["token_ids"]}
+    linear.save(tmp_path / "wide.keras")
+    loaded = keras.saving.load_model(tmp_path / "wide.keras")
+    assert isinstance(loaded, WideModel)
+    np.testing.assert_allclose(
+        loaded.predict(token_ids, verbose=0), linear.predict(token_ids, verbose=0), rtol=1e-6
+    )
