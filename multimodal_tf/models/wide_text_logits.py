@@ -114,3 +114,18 @@ class WideTextLogits(keras.layers.Layer):
             }
         )
         return config
+
+
+def wide_l2_for(c, num_train):
+    """Logistic regression's `C` on `num_train` rows as `WideTextLogits(l2=...)`: `1 / (2 C n)`.
+
+    LR minimises `C * sum(loss) + |w|^2 / 2`; Keras minimises the mean loss
+    plus the penalty, which is the same optimum with `l2 = 1 / (2 C n)`.
+
+    Example:
+    >>> round(wide_l2_for(2.0, 3611), 7)
+    6.92e-05
+    """
+    if c <= 0 or num_train <= 0:
+        raise ValueError(f"Expected C > 0 and num_train > 0; received {c}, {num_train}.")
+    return 1.0 / (2.0 * c * num_train)

@@ -16,6 +16,7 @@ from multimodal_tf.errors import ConfigError
 from multimodal_tf.models.classifier import DEFAULT_HEAD, MultimodalClassifier
 from multimodal_tf.models.preprocessor import MultimodalPreprocessor
 from multimodal_tf.models.text_encoder import text_features_for
+from multimodal_tf.models.wide_text_logits import wide_l2_for
 from multimodal_tf.training.callbacks import BACKUP_DIR, training_callbacks
 from multimodal_tf.training.distribute import every_worker_sees_all, make_strategy, shard_by_data
 from multimodal_tf.training.ensemble import fit_ensemble, member_dir
@@ -26,10 +27,9 @@ from multimodal_tf.training.metrics import (
 from multimodal_tf.training.provenance import data_fingerprint, read_run_record, write_run_record
 from multimodal_tf.training.report import write_report
 from multimodal_tf.training.thresholds import tune_thresholds
-from multimodal_tf.training.wide_first import fit_wide_first, freeze_wide
+from multimodal_tf.training.wide_first import train_wide_path
 
 METRICS_FILE = "metrics.json"
-WIDE_HISTORY_FILE = "wide_history.csv"
 
 
 @dataclasses.dataclass
@@ -164,8 +164,16 @@ def train(manifest, config=None, output_dir="runs/latest", verbose=1):
                 multi_label=data.multi_label,
                 num_train=len(source.train_labels()),
             )
-            if training.wide_epochs and model.wide:
-                _wide_first(model, folder, initial_epoch)
+            train_wide_path(
+                model,
+                training,
+                train_batches,
+                val_batches,
+                weights,
+                folder,
+                resumed=initial_epoch > 0,
+                verbose=verbose,
+            )
             model.compile(
                 learning_rate=learning_rate(training, steps),
                 weight_decay=training.weight_decay,
@@ -188,33 +196,6 @@ def train(manifest, config=None, output_dir="runs/latest", verbose=1):
             shuffle=False,  # the dataset reshuffles itself every epoch
         )
         return initial_epoch
-
-    def _wide_first(model, folder, initial_epoch):
-        if initial_epoch:  # the backup holds the trained (and frozen) wide path
-            freeze_wide(model)
-            return
-        if verbose:
-            print(
-                f"Training the wide path (a linear model over the text) alone first, for at "
-                f"most {training.wide_epochs} epochs (training.wide_epochs)."
-            )
-        best = fit_wide_first(
-            model,
-            train_batches,
-            val_batches,
-            epochs=training.wide_epochs,
-            patience=training.early_stopping_patience,
-            learning_rate=training.learning_rate,
-            label_smoothing=training.label_smoothing,
-            class_weight=weights,
-            log_file=folder / WIDE_HISTORY_FILE,
-            verbose=verbose,
-        )
-        if verbose:
-            print(
-                f"Wide path trained first: best val macro-F1 {best['val_macro_f1']:.4f} "
-                f"at epoch {best['epoch']}; it is frozen while the rest trains."
-            )
 
     started = time.perf_counter()
     if training.ensemble == 1:
@@ -397,18 +378,3 @@ def build_model(model_config, class_names, preprocessor, multi_label=False, num_
     if kwargs["wide"] and not kwargs["wide_l2"] and wide_c and num_train:
         kwargs["wide_l2"] = wide_l2_for(wide_c, num_train)
     return MultimodalClassifier(class_names, preprocessor, multi_label=multi_label, **kwargs)
-
-
-def wide_l2_for(c, num_train):
-    """Logistic regression's `C` on `num_train` rows as `WideTextLogits`' L2: `1 / (2 C n)`.
-
-    LR minimises `C * sum(loss) + |w|^2 / 2`; Keras minimises the mean loss
-    plus the penalty, which is the same optimum with `l2 = 1 / (2 C n)`.
-
-    Example:
-    >>> round(wide_l2_for(2.0, 3611), 7)
-    6.92e-05
-    """
-    if c <= 0 or num_train <= 0:
-        raise ValueError(f"Expected C > 0 and num_train > 0; received {c}, {num_train}.")
-    return 1.0 / (2.0 * c * num_train)

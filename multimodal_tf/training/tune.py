@@ -20,7 +20,7 @@ from multimodal_tf.training.fit import (
     learning_rate,
     run_class_weights,
 )
-from multimodal_tf.training.wide_first import fit_wide_first
+from multimodal_tf.training.wide_first import train_wide_path
 
 OBJECTIVE = "val_macro_f1"
 CHOICE_KEYS = ("fusion", "hidden_dim", "embedding_dim", "lstm_units")  # lists of choices
@@ -126,18 +126,14 @@ def tune(manifest, config=None, trials=10, output_dir="runs/tune", search_space=
             multi_label=data.multi_label,
             num_train=len(source.train_labels()),
         )
-        if training.wide_epochs and model.wide:  # as train() does: the wide path first
-            fit_wide_first(
-                model,
-                dataset("train", shuffle=True),
-                dataset("val"),
-                epochs=training.wide_epochs,
-                patience=training.early_stopping_patience,
-                learning_rate=trial_config.training.learning_rate,
-                label_smoothing=training.label_smoothing,
-                class_weight=weights,
-                verbose=0,
-            )
+        # As train() does: the wide path first (the trial's learning rate).
+        train_wide_path(
+            model,
+            trial_config.training,
+            dataset("train", shuffle=True),
+            dataset("val"),
+            weights,
+        )
         model.compile(
             learning_rate=learning_rate(trial_config.training, steps),
             weight_decay=training.weight_decay,

@@ -8,10 +8,78 @@ own best validation epoch, and freezing it gives the deep path a strong
 linear model to add to (docs/defaults.md, "Session 11").
 """
 
+from pathlib import Path
+
 import keras
 import tensorflow as tf
 
 from multimodal_tf.training.callbacks import MONITOR
+
+#: The first stage's epoch log in a run (or ensemble member) folder.
+WIDE_HISTORY_FILE = "wide_history.csv"
+
+
+def train_wide_path(
+    model,
+    training,
+    train_batches,
+    val_batches,
+    class_weight=None,
+    folder=None,
+    resumed=False,
+    verbose=0,
+):
+    """`training.wide_epochs` for one run: the wide path first, as `train()` and `tune()` do.
+
+    Does nothing for a model without a wide path or with `wide_epochs: 0`.
+    In a resumed run the backup holds the trained path: it is only frozen again.
+
+    Args:
+        model: `MultimodalClassifier`.
+        training: `TrainingConfig`. `wide_epochs`, `early_stopping_patience`,
+            `learning_rate` and `label_smoothing` are read.
+        train_batches: tf.data.Dataset. Training batches (token ids are enough).
+        val_batches: tf.data.Dataset. Selection batches.
+        class_weight: dict or None. Keras `class_weight`.
+        folder: Path or None. The run folder: `wide_history.csv` goes there.
+        resumed: bool. The run resumes from its backup.
+        verbose: int. Keras `fit` verbosity; > 0 also prints what the stage did.
+
+    Returns:
+        `fit_wide_first()`'s dict, or None if nothing was trained.
+
+    Example:
+    >>> train_wide_path(model, config.training, train, val, folder=run)  # doctest: +SKIP
+    >>> model.compile()  # then fit the rest around the frozen path
+    """
+    if not (training.wide_epochs and model.wide):
+        return None
+    if resumed:
+        freeze_wide(model)
+        return None
+    if verbose:
+        print(
+            f"Training the wide path (a linear model over the text) alone first, for at "
+            f"most {training.wide_epochs} epochs (training.wide_epochs)."
+        )
+    best = fit_wide_first(
+        model,
+        train_batches,
+        val_batches,
+        epochs=training.wide_epochs,
+        patience=training.early_stopping_patience,
+        learning_rate=training.learning_rate,
+        label_smoothing=training.label_smoothing,
+        class_weight=class_weight,
+        log_file=None if folder is None else Path(folder) / WIDE_HISTORY_FILE,
+        verbose=verbose,
+    )
+    if verbose:
+        print(
+            f"Wide path trained first: best val macro-F1 {best['val_macro_f1']:.4f} "
+            f"at epoch {best['epoch']}; it is frozen while the rest trains."
+        )
+    return best
 
 
 def fit_wide_first(

@@ -10,8 +10,8 @@ import pytest
 from multimodal_tf.errors import ConfigError
 from multimodal_tf.training.ablation import _variant_config
 from multimodal_tf.training.callbacks import AtomicBackupAndRestore
-from multimodal_tf.training.fit import WIDE_HISTORY_FILE, train
-from multimodal_tf.training.wide_first import fit_wide_first
+from multimodal_tf.training.fit import train
+from multimodal_tf.training.wide_first import WIDE_HISTORY_FILE, fit_wide_first
 
 
 def test_wide_without_text_builds_no_wide_path_and_says_so(
@@ -43,7 +43,8 @@ def test_negative_wide_epochs_is_a_config_error(tiny_manifest, tiny_config, tmp_
 
 def test_wide_c_is_logistic_regressions_c_on_the_training_rows(tiny_config):
     from multimodal_tf.models.preprocessor import MultimodalPreprocessor
-    from multimodal_tf.training.fit import build_model, wide_l2_for
+    from multimodal_tf.models.wide_text_logits import wide_l2_for
+    from multimodal_tf.training.fit import build_model
 
     preprocessor = MultimodalPreprocessor(sequence_length=8, image_size=(16, 16))
     preprocessor.adapt(["warm fire", "cold snow"], min_frequency=1)
@@ -140,7 +141,7 @@ def test_train_with_wide_epochs_saves_a_frozen_wide_path_and_its_log(
 def test_a_resumed_run_keeps_the_wide_path_it_trained_first(
     tiny_manifest, tiny_config, tmp_path, monkeypatch
 ):
-    from multimodal_tf.training import fit
+    from multimodal_tf.training import fit, wide_first
 
     class Interrupt(keras.callbacks.Callback):
         def on_epoch_begin(self, epoch, logs=None):
@@ -163,7 +164,7 @@ def test_a_resumed_run_keeps_the_wide_path_it_trained_first(
 
     monkeypatch.setattr(fit, "training_callbacks", original)
     calls = []
-    monkeypatch.setattr(fit, "fit_wide_first", lambda *a, **k: calls.append(1))
+    monkeypatch.setattr(wide_first, "fit_wide_first", lambda *a, **k: calls.append(1))
     train(tiny_manifest, config, tmp_path / "run", verbose=0)
     assert not calls  # the backup holds the wide path: it is not trained again
     assert (tmp_path / "run" / WIDE_HISTORY_FILE).read_text() == first_log
