@@ -5,7 +5,9 @@ temporary folder, then measures, in one run and interleaved round by round:
 
   (a) `make_dataset(...)` exactly as training builds it (shuffle, batch 32),
   (b) a plain Pillow loop: `Image.open(path).convert("RGB").resize(size)` per file,
-  (c) the decode-only bound: `tf.data` read_file + decode_jpeg, no resize.
+  (c) the decode-only bound: `tf.data` read_file + decode_jpeg, no resize,
+  (d) `make_dataset(..., text_only=True)`: token ids only, no image read (the
+      wide path's first stage, `training.wide_epochs`).
 
 Warm-up: before the timed rounds every row runs 8 untimed batches (256 images),
 so that functions are traced and kernels loaded. Each timed repeat is then one
@@ -210,6 +212,12 @@ def build_methods(records, preprocessor, class_names, experiments):
         "(a) make_dataset": tf_method(training(preprocessor)),
         "(b) Pillow loop": pillow_method(paths, preprocessor.image_size),
         "(c) decode only": tf_method(decode_only_dataset(paths)),
+        # What the wide path's first stage (training.wide_epochs) reads each epoch.
+        "(d) make_dataset(text_only=True)": tf_method(
+            make_dataset(
+                records, preprocessor, class_names, BATCH_SIZE, shuffle=True, seed=0, text_only=True
+            )
+        ),
     }
     if experiments:
         for half in ("image", "text"):

@@ -19,6 +19,7 @@ def make_dataset(
     seed=None,
     multi_label=False,
     cache=False,
+    text_only=False,
 ):
     """Streams records through the preprocessor: `(features, one_hot_label)` batches.
 
@@ -43,6 +44,8 @@ def make_dataset(
         multi_label: bool. Labels are `|`-separated sets (`"joy|surprise"`)
             and batches carry multi-hot float vectors instead of one-hot.
         cache: bool. Keep preprocessed samples in memory after the first epoch.
+        text_only: bool. Features are `{"token_ids"}` only: no image file is
+            read or decoded (for a model that reads only the text).
 
     Example:
     >>> dataset = make_dataset(splits["train"], model.preprocessor,  # doctest: +SKIP
@@ -51,9 +54,9 @@ def make_dataset(
     """
     num_classes = len(class_names or ())
     if not cache:
-        samples = read_records(records, class_names, shuffle, seed, multi_label)
+        samples = read_records(records, class_names, shuffle, seed, multi_label, text_only)
         return to_batches(samples, preprocessor, num_classes, batch_size)
-    samples = read_records(records, class_names, multi_label=multi_label)
+    samples = read_records(records, class_names, multi_label=multi_label, text_only=text_only)
     samples = samples.map(_preparer(preprocessor, num_classes), num_parallel_calls=AUTOTUNE)
     samples = samples.cache()
     if shuffle:
@@ -61,14 +64,16 @@ def make_dataset(
     return samples.batch(batch_size).prefetch(AUTOTUNE)
 
 
-def decoded_cache_bytes(num_records, preprocessor):
+def decoded_cache_bytes(num_records, preprocessor, text_only=False):
     """Memory that `make_dataset(..., cache=True)` holds for `num_records` samples."""
-    height, width = preprocessor.image_size
+    height, width = (0, 0) if text_only else preprocessor.image_size
     per_sample = height * width * 3 * 4 + (preprocessor.sequence_length or 0) * 4 + 64
     return num_records * per_sample
 
 
-def read_records(records, class_names=None, shuffle=False, seed=None, multi_label=False):
+def read_records(
+    records, class_names=None, shuffle=False, seed=None, multi_label=False, text_only=False
+):
     """Raw samples `{"text", "image" (encoded bytes)[, "label"]}`, files read in parallel.
 
     The one place manifest rows become a stream: `make_dataset` preprocesses
@@ -82,18 +87,20 @@ def read_records(records, class_names=None, shuffle=False, seed=None, multi_labe
         shuffle: bool. Reshuffle every epoch.
         seed: int or None. Shuffle seed.
         multi_label: bool. Labels are `|`-separated sets.
+        text_only: bool. Samples have no `"image"`: no file is read.
     """
     if not records:
         raise DataError("Cannot build a dataset from zero records.")
-    columns = {
-        "text": [record.text for record in records],
-        "image_path": [record.image or "" for record in records],
-    }
+    columns = {"text": [record.text for record in records]}
+    if not text_only:
+        columns["image_path"] = [record.image or "" for record in records]
     if class_names is not None:
         columns["label"] = _label_ids(records, class_names, multi_label)
     dataset = tf.data.Dataset.from_tensor_slices(columns)
     if shuffle:
         dataset = dataset.shuffle(len(records), seed=seed, reshuffle_each_iteration=True)
+    if text_only:
+        return dataset
 
     def read(sample):
         sample = dict(sample)
@@ -118,6 +125,7 @@ def make_prepared_dataset(
     num_shards=1,
     shard_index=0,
     multi_label=False,
+    text_only=False,
 ):
     """Like `make_dataset`, but streams a split written by `prepare` (sharded TFRecords).
 
@@ -133,6 +141,7 @@ def make_prepared_dataset(
         shard_index: int. This worker's index.
         multi_label: bool. Labels are `|`-separated sets, looked up in the
             graph and reduced to multi-hot float vectors.
+        text_only: bool. Features are `{"token_ids"}` only: images are not decoded.
 
     Example:
     >>> meta = read_prepared("data/prepared")  # doctest: +SKIP
@@ -161,6 +170,8 @@ def make_prepared_dataset(
         if multi_label:
             # A sum of one-hot rows, capped at 1: duplicates count once, no label gives 0s.
             label = tf.minimum(tf.reduce_sum(tf.one_hot(label, len(class_names)), axis=0), 1.0)
+        if text_only:
+            return {"text": sample["text"], "label": label}
         return {"text": sample["text"], "image": sample["image"], "label": label}
 
     raw = raw_dataset(meta, split, shuffle, seed, num_shards, shard_index)
@@ -179,7 +190,8 @@ def to_batches(raw, preprocessor, num_classes, batch_size):
 
 def _preparer(preprocessor, num_classes):
     def prepare(sample):
-        features = preprocessor({"text": sample["text"], "image": sample["image"]})
+        # A text-only sample has no "image": the preprocessor then makes token ids only.
+        features = preprocessor({key: sample[key] for key in ("text", "image") if key in sample})
         if "label" not in sample:
             return features
         labels = sample["label"]

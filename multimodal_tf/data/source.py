@@ -140,6 +140,7 @@ class TrainingData:
         shuffle=False,
         seed=None,
         oversampled=False,
+        text_only=False,
     ):
         if self.prepared is not None:
             if oversampled:
@@ -156,6 +157,7 @@ class TrainingData:
                 shuffle,
                 seed,
                 multi_label=self.multi_label,
+                text_only=text_only,
             )
         records = self.splits[split]
         if oversampled:
@@ -169,7 +171,8 @@ class TrainingData:
             shuffle,
             seed,
             multi_label=self.multi_label,
-            cache=decoded_cache_bytes(len(records), preprocessor) <= limit,
+            cache=decoded_cache_bytes(len(records), preprocessor, text_only) <= limit,
+            text_only=text_only,
         )
 
 

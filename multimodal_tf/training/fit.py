@@ -129,7 +129,7 @@ def train(manifest, config=None, output_dir="runs/latest", verbose=1):
     steps = math.ceil(len(source.train_labels()) / batch_size) * training.epochs
     weights = run_class_weights(config, source.train_labels(), class_names)
 
-    def dataset(split, shuffle=False, size=data.batch_size):
+    def dataset(split, shuffle=False, size=data.batch_size, text_only=False):
         return source.dataset(
             split,
             preprocessor,
@@ -138,15 +138,18 @@ def train(manifest, config=None, output_dir="runs/latest", verbose=1):
             shuffle,
             training.seed,
             oversampled=shuffle and training.oversample,
+            text_only=text_only,
         )
 
-    train_batches = dataset("train", shuffle=True, size=batch_size)
-    val_batches = dataset("val", size=batch_size)
-    if training.strategy == "multi_worker":
-        train_batches, val_batches = (
-            shard_by_data(train_batches),
-            every_worker_sees_all(val_batches),
-        )
+    def fit_batches(text_only=False):
+        """Training and selection batches, each worker's share under multi_worker."""
+        train_batches = dataset("train", shuffle=True, size=batch_size, text_only=text_only)
+        val_batches = dataset("val", size=batch_size, text_only=text_only)
+        if training.strategy == "multi_worker":
+            return shard_by_data(train_batches), every_worker_sees_all(val_batches)
+        return train_batches, val_batches
+
+    train_batches, val_batches = fit_batches()
 
     def fit_member(folder, seed):
         keras.utils.set_random_seed(seed)
@@ -164,11 +167,11 @@ def train(manifest, config=None, output_dir="runs/latest", verbose=1):
                 multi_label=data.multi_label,
                 num_train=len(source.train_labels()),
             )
+            # The linear path reads token ids only: no image is read or decoded for it.
             train_wide_path(
                 model,
                 training,
-                train_batches,
-                val_batches,
+                *fit_batches(text_only=True),
                 weights,
                 folder,
                 resumed=initial_epoch > 0,

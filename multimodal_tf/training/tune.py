@@ -130,8 +130,8 @@ def tune(manifest, config=None, trials=10, output_dir="runs/tune", search_space=
         train_wide_path(
             model,
             trial_config.training,
-            dataset("train", shuffle=True),
-            dataset("val"),
+            dataset("train", shuffle=True, text_only=True),
+            dataset("val", text_only=True),
             weights,
         )
         model.compile(
@@ -141,7 +141,7 @@ def tune(manifest, config=None, trials=10, output_dir="runs/tune", search_space=
         )
         return model
 
-    def dataset(split, shuffle=False):
+    def dataset(split, shuffle=False, text_only=False):
         return source.dataset(
             split,
             preprocessor,
@@ -150,6 +150,7 @@ def tune(manifest, config=None, trials=10, output_dir="runs/tune", search_space=
             shuffle,
             training.seed,
             oversampled=shuffle and training.oversample,
+            text_only=text_only,
         )
 
     tuner = _Tuner(

@@ -55,3 +55,23 @@ def test_unknown_label_names_row_and_field(tiny_manifest):
     preprocessor = MultimodalPreprocessor(vocabulary=["x"])
     with pytest.raises(DataError, match=r"row 1 \(id 'r0'\), field 'label': unknown label 'warm'"):
         make_dataset(records, preprocessor, ["cold", "hot"])
+
+
+@pytest.mark.parametrize("cache", [False, True])
+def test_text_only_batches_read_no_image_and_match_the_full_token_ids(tiny_manifest, cache):
+    records = split_records(read_manifest(tiny_manifest))["train"]
+    preprocessor = MultimodalPreprocessor(sequence_length=6, image_size=(16, 16))
+    preprocessor.adapt([r.text for r in records], min_frequency=1)
+    full = make_dataset(records, preprocessor, ["cold", "warm"], batch_size=8)
+    expected = [(f["token_ids"].numpy(), labels.numpy()) for f, labels in full]
+    for record in records:  # a text-only pipeline must not open any image
+        Path(record.image).unlink()
+    text_only = make_dataset(
+        records, preprocessor, ["cold", "warm"], batch_size=8, cache=cache, text_only=True
+    )
+    batches = [(f, labels.numpy()) for f, labels in text_only]
+    assert all(set(features) == {"token_ids"} for features, _ in batches)
+    for (ids, labels), (features, got) in zip(expected, batches, strict=True):
+        np.testing.assert_array_equal(features["token_ids"].numpy(), ids)
+        np.testing.assert_array_equal(got, labels)
+    assert decoded_cache_bytes(1000, preprocessor, text_only=True) == 1000 * (6 * 4 + 64)

@@ -1,5 +1,6 @@
 import json
 
+import numpy as np
 import pytest
 
 from multimodal_tf.cli import main
@@ -71,3 +72,20 @@ def test_training_on_the_prepared_folder_matches_the_manifest_setup(
 def test_prepare_refuses_to_overwrite(prepared, tiny_manifest, capsys):
     code = main(["prepare", "--manifest", str(tiny_manifest), "--output", prepared["folder"]])
     assert code == 2 and "already holds a prepared dataset" in capsys.readouterr().err
+
+
+def test_text_only_prepared_batches_carry_token_ids_and_labels(prepared):
+    from multimodal_tf.data.dataset import make_prepared_dataset
+    from multimodal_tf.models.preprocessor import MultimodalPreprocessor
+
+    preprocessor = MultimodalPreprocessor(sequence_length=6, image_size=(16, 16))
+    preprocessor.adapt(["sunny warm fire", "icy cold snow"], min_frequency=1)
+    names = ["cold", "warm"]
+    full = make_prepared_dataset(prepared, "train", preprocessor, names, batch_size=32)
+    text = make_prepared_dataset(
+        prepared, "train", preprocessor, names, batch_size=32, text_only=True
+    )
+    (full_features, full_labels), (features, labels) = next(iter(full)), next(iter(text))
+    assert set(features) == {"token_ids"}
+    np.testing.assert_array_equal(features["token_ids"], full_features["token_ids"])
+    np.testing.assert_array_equal(labels, full_labels)
