@@ -108,8 +108,8 @@ def model_rows(manifest, config, name, seeds, output, backbone, reuse=False):
     predictions of the test rows, in manifest order. With `reuse`, a finished run
     already in its folder (same config) is loaded instead of trained again.
     """
+    from multimodal_tf.training.evaluate import predict_records
     from multimodal_tf.training.fit import train
-    from multimodal_tf.training.report import predict
 
     config = copy.deepcopy(config)
     if name == "text":
@@ -134,7 +134,7 @@ def model_rows(manifest, config, name, seeds, output, backbone, reuse=False):
         else:
             result = train(manifest, config, run_dir, verbose=0)
         rows.append(_row(name, seed, result.metrics["test"], result.metrics["train_seconds"]))
-        probabilities, targets = predict(result.model, test_records)
+        probabilities, targets = predict_records(result.model, test_records)
         predictions.append(probabilities.argmax(axis=-1))
         print(f"  {name} seed {seed}: macro-F1 {rows[-1]['macro_f1']:.3f}", flush=True)
     return rows, predictions, targets.argmax(axis=-1)

@@ -27,8 +27,8 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 from multimodal_tf.data.manifest import read_manifest, split_records  # noqa: E402
+from multimodal_tf.training.evaluate import predict_records  # noqa: E402
 from multimodal_tf.training.metrics import classification_metrics  # noqa: E402
-from multimodal_tf.training.report import predict  # noqa: E402
 
 SPLITS = ("val", "test")
 METRICS = ("accuracy", "macro_f1", "weighted_f1")
@@ -50,7 +50,7 @@ def main():
         class_names = model.class_names
         kind = run.name.split("-seed-")[0]
         for split in SPLITS:
-            scores, targets = predict(model, splits[split])
+            scores, targets = predict_records(model, splits[split])
             probabilities[kind, split].append(scores)
             truth[split] = targets.argmax(-1)
     kinds = sorted({kind for kind, _ in probabilities})

@@ -35,19 +35,13 @@ def evaluate_dataset(model, dataset):
         dataset: `tf.data.Dataset`. As `make_dataset` builds it (no shuffling needed).
     """
     multi_label = model.is_multi_label()
+    probabilities, targets = predict_dataset(model, dataset)
     if multi_label:
         thresholds = keras.ops.convert_to_numpy(model.get_layer(DEFAULT_HEAD).thresholds)
-    y_true, y_pred = [], []
-    for features, labels in dataset:
-        probabilities = model.predict_on_batch(features)
-        if multi_label:
-            y_pred.append(probabilities >= thresholds)
-            y_true.append(labels.numpy())
-        else:
-            y_pred.append(probabilities.argmax(axis=-1))
-            y_true.append(labels.numpy().argmax(axis=-1))
+        y_true, y_pred = targets, probabilities >= thresholds
+    else:
+        y_true, y_pred = targets.argmax(axis=-1), probabilities.argmax(axis=-1)
     score = multilabel_metrics if multi_label else classification_metrics
-    y_true, y_pred = np.concatenate(y_true), np.concatenate(y_pred)
     metrics = score(y_true, y_pred, model.class_names)
     metrics["intervals"] = bootstrap_intervals(
         y_true, y_pred, model.class_names, multi_label=multi_label
@@ -57,14 +51,51 @@ def evaluate_dataset(model, dataset):
 
 def evaluate_records(model, records, batch_size=32):
     """Metrics of `model` on labelled records (see `evaluate_dataset`)."""
-    dataset = make_dataset(
+    return evaluate_dataset(model, _labelled_batches(model, records, batch_size))
+
+
+def predict_dataset(model, dataset):
+    """Probabilities and the batches' own one-hot (multi-hot) targets, in dataset order.
+
+    Args:
+        model: `MultimodalClassifier` or `MultimodalEnsemble`.
+        dataset: `tf.data.Dataset` of `(features, targets)` batches.
+
+    Returns:
+        `(probabilities, targets)`: float arrays `[rows, classes]`.
+    """
+    probabilities, targets = [], []
+    for features, labels in dataset:
+        probabilities.append(np.asarray(model.predict_on_batch(features)))
+        targets.append(labels.numpy())
+    return np.concatenate(probabilities), np.concatenate(targets)
+
+
+def predict_records(model, records, batch_size=32):
+    """Probabilities and one-hot (multi-hot) targets of labelled records, in record order.
+
+    Args:
+        model: `MultimodalClassifier` or `MultimodalEnsemble`.
+        records: list of `Record`.
+        batch_size: int. Samples per batch.
+
+    Returns:
+        `(probabilities, targets)`: float arrays `[records, classes]`.
+
+    Example:
+    >>> probabilities, targets = predict_records(model, test_records)  # doctest: +SKIP
+    """
+    return predict_dataset(model, _labelled_batches(model, records, batch_size))
+
+
+def _labelled_batches(model, records, batch_size):
+    return make_dataset(
         records,
         model.preprocessor,
         model.class_names,
         batch_size,
         multi_label=model.is_multi_label(),
     )
-    return evaluate_dataset(model, dataset)
 
 
 def resolve_model_file(path):

@@ -1,20 +1,19 @@
 """A run's report: figures as PNGs and one self-contained HTML page to look at."""
 
-import base64
 import csv
 import html
-import io
 from pathlib import Path
 
 import numpy as np
 
-from multimodal_tf.data.dataset import make_dataset
 from multimodal_tf.models.classifier import DEFAULT_HEAD
+from multimodal_tf.training import html_page
 from multimodal_tf.training.attention_maps import (
     attention_figures,
     attention_unavailable,
     choose_samples,
 )
+from multimodal_tf.training.evaluate import predict_records
 from multimodal_tf.training.metrics import (
     classification_metrics,
     multilabel_metrics,
@@ -76,7 +75,7 @@ def write_report(
     figures.mkdir(parents=True, exist_ok=True)
     for old in figures.glob("*.png"):  # a previous report may have had more figures
         old.unlink()
-    probabilities, targets = predict(model, records, batch_size)
+    probabilities, targets = predict_records(model, records, batch_size)
     truth = targets > 0.5
     if model.is_multi_label():
         predicted = probabilities >= np.asarray(model.get_layer(DEFAULT_HEAD).thresholds)
@@ -99,7 +98,7 @@ def write_report(
     body.append("<h2>Confusion matrix</h2>")
     if model.is_multi_label():
         body.append(
-            _note(
+            html_page.note(
                 "Not shown: in a multi-label model a sample can carry several labels, "
                 "so it has no single predicted class to count in a matrix."
             )
@@ -107,7 +106,7 @@ def write_report(
     else:
         plot_confusion_matrix(metrics, figures / "confusion_matrix.png", title=f"{split} split")
         body.append(
-            _figure(
+            html_page.figure(
                 figures / "confusion_matrix.png",
                 "Rows: true class; columns: predicted class. Counts on the diagonal are right.",
             )
@@ -121,7 +120,7 @@ def write_report(
         None if attention_samples > 0 else "Not requested (attention_samples=0)."
     )
     if reason:
-        body.append(_note(f"Attention maps are not shown. {reason}"))
+        body.append(html_page.note(f"Attention maps are not shown. {reason}"))
     else:
         chosen = choose_samples(wrong, confidence, targets.argmax(axis=1), attention_samples)
         titles = [
@@ -129,13 +128,15 @@ def write_report(
             f"{'wrong' if wrong[i] else 'right'})"
             for i in chosen
         ]
-        body.append(_note(ATTENTION_NOTE))
+        body.append(html_page.note(ATTENTION_NOTE))
         for name, caption in attention_figures(
             model, [records[i] for i in chosen], titles, figures
         ):
-            body.append(_figure(figures / name, caption, escape=False))
+            body.append(html_page.figure(figures / name, caption, escape=False))
     path = run_dir / REPORT_FILE
-    path.write_text(_page(f"{run_dir.name}: {split} split", "\n".join(body)), encoding="utf-8")
+    path.write_text(
+        html_page.page(f"{run_dir.name}: {split} split", "\n".join(body)), encoding="utf-8"
+    )
     return path
 
 
@@ -146,31 +147,6 @@ ATTENTION_NOTE = (
     "carries context from its neighbours: read the weights as where the model looked, not "
     "as a full explanation of its decision."
 )
-
-
-def predict(model, records, batch_size=32):
-    """Probabilities and one-hot (multi-hot) targets of labelled records, batch by batch.
-
-    Args:
-        model: `MultimodalClassifier`.
-        records: list of `Record`.
-        batch_size: int. Samples per batch.
-
-    Returns:
-        `(probabilities, targets)`: float arrays `[records, classes]` in record order.
-
-    Example:
-    >>> probabilities, targets = predict(model, test_records)  # doctest: +SKIP
-    """
-    multi_label = model.is_multi_label()
-    dataset = make_dataset(
-        records, model.preprocessor, model.class_names, batch_size, multi_label=multi_label
-    )
-    probabilities, targets = [], []
-    for features, labels in dataset:
-        probabilities.append(np.asarray(model.predict_on_batch(features)))
-        targets.append(labels.numpy())
-    return np.concatenate(probabilities), np.concatenate(targets)
 
 
 def read_history(path):
@@ -199,7 +175,7 @@ def _curves(history_path, figures):
     columns.pop("epoch", None)
     bases = sorted({name.removeprefix("val_") for name in columns}, key=lambda n: (n != "loss", n))
     if not bases:
-        return "<h2>Training curves</h2>" + _note(
+        return "<h2>Training curves</h2>" + html_page.note(
             f"Not shown: no training history at {history_path}."
         )
     from matplotlib.figure import Figure
@@ -226,7 +202,7 @@ def _curves(history_path, figures):
     caption = "Per epoch, on the training and validation splits."
     if best:
         caption += " The dotted line marks the best validation macro-F1: the saved model."
-    return "<h2>Training curves</h2>" + _figure(figures / "training_curves.png", caption)
+    return "<h2>Training curves</h2>" + html_page.figure(figures / "training_curves.png", caption)
 
 
 def _per_class(metrics, names, curves, figures):
@@ -266,7 +242,7 @@ def _per_class(metrics, names, curves, figures):
         "Precision: of the samples predicted as the class, the share that are. "
         "Recall: of the samples of the class, the share found."
     )
-    return "<h2>Per class</h2>" + _figure(figures / "per_class.png", caption) + table
+    return "<h2>Per class</h2>" + html_page.figure(figures / "per_class.png", caption) + table
 
 
 def _roc_pr_section(names, curves, figures):
@@ -301,23 +277,25 @@ def _roc_pr_section(names, curves, figures):
     missing = [name for name, curve in zip(names, curves, strict=True) if not curve["positives"]]
     if missing:
         caption += f" Not drawn (no sample of the class in this split): {', '.join(missing)}."
-    return "<h2>ROC and precision-recall curves</h2>" + _figure(figures / "roc_pr.png", caption)
+    return "<h2>ROC and precision-recall curves</h2>" + html_page.figure(
+        figures / "roc_pr.png", caption
+    )
 
 
 def _mistakes(records, wrong, confidence, labels, limit):
     order = [index for index in np.argsort(-confidence, kind="stable") if wrong[index]][:limit]
     section = "<h2>Most confident mistakes</h2>"
     if not order:
-        return section + _note("No mistakes on this split.")
-    section += _note(
+        return section + html_page.note("No mistakes on this split.")
+    section += html_page.note(
         f"{int(wrong.sum())} of {len(records)} samples are wrong; the {len(order)} the model was "
         "surest about are shown, surest first. Repeated patterns here point at label noise "
         "or at a shortcut the model learned."
     )
     cards = "".join(
-        f'<div class="card">{_thumbnail(records[i].image)}'
+        f'<div class="card">{html_page.thumbnail(records[i].image)}'
         f"<p>true <b>{html.escape(labels[0][i])}</b>, predicted <b>{html.escape(labels[1][i])}</b>"
-        f" ({confidence[i]:.0%} sure)</p><p>{html.escape(_shorten(records[i].text))}</p>"
+        f" ({confidence[i]:.0%} sure)</p><p>{html.escape(html_page.shorten(records[i].text))}</p>"
         f'<p class="id">id {html.escape(str(records[i].id))}, row {records[i].row}</p></div>'
         for i in order
     )
@@ -358,86 +336,7 @@ def _number(value):
     return "n/a" if np.isnan(value) else f"{value:.3f}"
 
 
-def _note(text):
-    return f'<p class="note">{html.escape(text)}</p>'
-
-
-def _shorten(text, limit=280):
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def _figure(path, caption, escape=True):
-    data = base64.b64encode(Path(path).read_bytes()).decode("ascii")
-    caption = html.escape(caption) if escape else caption
-    return (
-        f'<figure><img alt="{html.escape(Path(path).stem)}" src="data:image/png;base64,{data}">'
-        f"<figcaption>{caption}</figcaption></figure>"
-    )
-
-
-def _thumbnail(path, size=160):
-    if not path:
-        return '<div class="noimage">no image</div>'
-    from PIL import Image, ImageOps
-
-    try:
-        with Image.open(path) as image:
-            image = ImageOps.exif_transpose(image).convert("RGB")
-            image.thumbnail((size, size))
-            buffer = io.BytesIO()
-            image.save(buffer, format="JPEG", quality=85)
-    except OSError as error:
-        return f'<div class="noimage">image unreadable: {html.escape(str(error))}</div>'
-    data = base64.b64encode(buffer.getvalue()).decode("ascii")
-    return f'<img class="thumb" alt="sample image" src="data:image/jpeg;base64,{data}">'
-
-
-STYLE = """
-body { font: 15px/1.45 system-ui, sans-serif; max-width: 1100px; margin: 2em auto;
-  padding: 0 1em; color: #222; }
-h1 { font-size: 1.6em; }
-h2 { margin-top: 1.8em; border-bottom: 1px solid #ddd; }
-figure { margin: 1em 0; }
-figure img { max-width: 100%; }
-figcaption { color: #555; font-size: 0.9em; }
-table { border-collapse: collapse; margin: 0.8em 0; }
-td, th { padding: 0.2em 0.8em; border-bottom: 1px solid #eee; text-align: left; }
-.note { background: #f5f5f0; border-left: 4px solid #c9b458; padding: 0.5em 0.8em; }
-.gallery { display: grid; grid-template-columns: repeat(auto-fill, minmax(240px, 1fr));
-  gap: 12px; }
-.card { border: 1px solid #ddd; border-radius: 6px; padding: 8px; font-size: 0.9em; }
-.card p { margin: 0.3em 0; }
-.thumb { display: block; max-width: 100%; max-height: 160px; margin: auto; }
-.id, #figures-status { color: #888; font-size: 0.85em; }
-.noimage { color: #888; padding: 2em 0; text-align: center; }
-.word { padding: 0 2px; border-radius: 3px; }
-"""
-
-# Counts the images that decoded, for a headless check that every figure shows.
-STATUS_SCRIPT = """
-window.addEventListener("load", function () {
-  var images = Array.prototype.slice.call(document.images);
-  var loaded = images.filter(function (img) { return img.complete && img.naturalWidth > 0; });
-  var status = document.getElementById("figures-status");
-  status.dataset.loaded = loaded.length;
-  status.dataset.total = images.length;
-  status.dataset.height = Math.ceil(document.documentElement.scrollHeight);
-  status.textContent = loaded.length + " of " + images.length + " images shown.";
-});
-"""
-
-
-def _page(title, body):
-    return (
-        f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}'
-        f"</title><style>{STYLE}</style></head><body><h1>{html.escape(title)}</h1>\n{body}\n"
-        f'<p id="figures-status">Images not counted yet.</p><script>{STATUS_SCRIPT}</script>'
-        "</body></html>\n"
-    )
-
-
 __all__ = [
-    "predict",
     "read_history",
     "roc_pr",
     "write_report",
