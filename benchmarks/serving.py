@@ -50,7 +50,7 @@ def prepare(folder):
     from multimodal_tf.config import RunConfig
     from multimodal_tf.data.demo import CLASS_NAMES, make_demo_dataset
     from multimodal_tf.serving.export import export_saved_model
-    from multimodal_tf.training.fit import adapted_preprocessor, build_model
+    from multimodal_tf.training.run_model import adapted_preprocessor, build_model
 
     config = RunConfig()
     keras.utils.set_random_seed(0)

@@ -34,7 +34,7 @@ def child(args):
     from multimodal_tf.config import load_config
     from multimodal_tf.models.preprocessor import MultimodalPreprocessor
     from multimodal_tf.models.text_encoder import text_features_for
-    from multimodal_tf.training.fit import build_model
+    from multimodal_tf.training.run_model import build_model
     from multimodal_tf.training.wide_first import freeze_wide
 
     config = load_config(args.config)

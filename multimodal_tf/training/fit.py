@@ -10,13 +10,9 @@ import keras
 import tensorflow as tf
 
 from multimodal_tf.config import RunConfig, load_config, save_config
-from multimodal_tf.data.balance import class_weights
 from multimodal_tf.data.source import TrainingData
 from multimodal_tf.errors import ConfigError
 from multimodal_tf.models.classifier import DEFAULT_HEAD, MultimodalClassifier
-from multimodal_tf.models.preprocessor import MultimodalPreprocessor
-from multimodal_tf.models.text_encoder import text_features_for
-from multimodal_tf.models.wide_text_logits import wide_l2_for
 from multimodal_tf.training.callbacks import BACKUP_DIR, training_callbacks
 from multimodal_tf.training.distribute import every_worker_sees_all, make_strategy, shard_by_data
 from multimodal_tf.training.ensemble import fit_ensemble, member_dir
@@ -26,8 +22,8 @@ from multimodal_tf.training.metrics import (
 )
 from multimodal_tf.training.provenance import data_fingerprint, read_run_record, write_run_record
 from multimodal_tf.training.report import write_report
+from multimodal_tf.training.run_model import adapted_preprocessor, compiled_model, run_class_weights
 from multimodal_tf.training.thresholds import tune_thresholds
-from multimodal_tf.training.wide_first import train_wide_path
 
 METRICS_FILE = "metrics.json"
 
@@ -160,27 +156,17 @@ def train(manifest, config=None, output_dir="runs/latest", verbose=1):
             tensorboard=training.tensorboard,
         )
         with strategy.scope():
-            model = build_model(
-                config.model,
+            model = compiled_model(
+                config,
                 class_names,
                 preprocessor,
-                multi_label=data.multi_label,
-                num_train=len(source.train_labels()),
-            )
-            # The linear path reads token ids only: no image is read or decoded for it.
-            train_wide_path(
-                model,
-                training,
-                *fit_batches(text_only=True),
+                len(source.train_labels()),
+                steps,
                 weights,
-                folder,
+                wide_batches=lambda: fit_batches(text_only=True),
+                folder=folder,
                 resumed=initial_epoch > 0,
                 verbose=verbose,
-            )
-            model.compile(
-                learning_rate=learning_rate(training, steps),
-                weight_decay=training.weight_decay,
-                label_smoothing=training.label_smoothing,
             )
         if initial_epoch:
             print(
@@ -253,48 +239,6 @@ def train(manifest, config=None, output_dir="runs/latest", verbose=1):
     return TrainResult(run_dir, model, metrics)
 
 
-def adapted_preprocessor(config, train_texts):
-    """The run config's `MultimodalPreprocessor`, adapted on the training texts only.
-
-    Args:
-        config: `RunConfig`. Its `data` section and `model.text_encoder` (which
-            decides word or n-gram features).
-        train_texts: list of str.
-    """
-    data = config.data
-    preprocessor = MultimodalPreprocessor(
-        sequence_length=data.sequence_length or None,
-        image_size=data.image_size,
-        max_vocabulary_size=data.max_vocabulary_size,
-        min_frequency=data.min_frequency,
-        text_features=text_features_for(config.model.text_encoder),
-    )
-    preprocessor.adapt(train_texts, spacy_norms=data.spacy_norms)
-    return preprocessor
-
-
-def run_class_weights(config, train_labels, class_names):
-    """Keras `class_weight` for `training.class_weight`, or None (none, oversample, multi-label).
-
-    Args:
-        config: `RunConfig`.
-        train_labels: list of str. The training split's label cells.
-        class_names: list of str.
-    """
-    training = config.training
-    if training.class_weight == "none" or training.oversample:
-        return None
-    if config.data.multi_label:
-        print(
-            f"training.class_weight: {training.class_weight} does not apply with "
-            "data.multi_label (Keras class_weight weights one class per row, not "
-            "multi-hot targets); training without class weights."
-        )
-        return None
-    power = 0.5 if training.class_weight == "sqrt" else 1.0
-    return class_weights(train_labels, class_names, power=power)
-
-
 def _write_report(run_dir, model, source, batch_size):
     if source.splits is None:
         print(
@@ -338,46 +282,3 @@ def _check_same_data(run_dir, fingerprint):
 
 def _without_source(fingerprint):  # the same file named by another path is the same data
     return {key: value for key, value in fingerprint.items() if key != "source"}
-
-
-def learning_rate(training, total_steps):
-    """`training.learning_rate`, constant or as a cosine decay with a linear warm-up.
-
-    The cosine schedule warms up linearly over the first 5% of `total_steps`
-    (AdamW's first steps are noisy) and decays to 1% of the peak at the last
-    planned step; early stopping may end training before that.
-    """
-    if training.lr_schedule == "constant":
-        return training.learning_rate
-    warmup = max(1, int(0.05 * total_steps))
-    return keras.optimizers.schedules.CosineDecay(
-        0.0,
-        decay_steps=max(1, total_steps - warmup),
-        alpha=0.01,
-        warmup_target=training.learning_rate,
-        warmup_steps=warmup,
-    )
-
-
-def build_model(model_config, class_names, preprocessor, multi_label=False, num_train=None):
-    """A `MultimodalClassifier` from the run config's `model` section.
-
-    Args:
-        model_config: `ModelConfig`. Its fields are the constructor's arguments
-            (empty strings for "no file" become `None`), except `wide_c`: with
-            `wide` and `wide_l2: 0` the wide path's L2 is `wide_l2_for(wide_c,
-            num_train)`. A model without the text modality gets no wide path.
-        class_names: list of str. Label names in output order.
-        preprocessor: `MultimodalPreprocessor`. Adapted on the training texts.
-        multi_label: bool. A sigmoid head with per-class thresholds (`data.multi_label`).
-        num_train: int or None. Training rows, for `wide_c`; `None`: no L2
-            unless `wide_l2` sets one.
-    """
-    kwargs = dataclasses.asdict(model_config)
-    for key in ("image_weights", "text_embeddings"):
-        kwargs[key] = kwargs[key] or None
-    wide_c = kwargs.pop("wide_c")
-    kwargs["wide"] = kwargs["wide"] and "text" in kwargs["modalities"]
-    if kwargs["wide"] and not kwargs["wide_l2"] and wide_c and num_train:
-        kwargs["wide_l2"] = wide_l2_for(wide_c, num_train)
-    return MultimodalClassifier(class_names, preprocessor, multi_label=multi_label, **kwargs)

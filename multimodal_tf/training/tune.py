@@ -14,13 +14,11 @@ from multimodal_tf.config import RunConfig, load_config, save_config
 from multimodal_tf.data.source import TrainingData
 from multimodal_tf.errors import ConfigError, DataError
 from multimodal_tf.layers.fusion import FUSIONS
-from multimodal_tf.training.fit import (
+from multimodal_tf.training.run_model import (
     adapted_preprocessor,
-    build_model,
-    learning_rate,
+    compiled_model,
     run_class_weights,
 )
-from multimodal_tf.training.wide_first import train_wide_path
 
 OBJECTIVE = "val_macro_f1"
 CHOICE_KEYS = ("fusion", "hidden_dim", "embedding_dim", "lstm_units")  # lists of choices
@@ -119,27 +117,19 @@ def tune(manifest, config=None, trials=10, output_dir="runs/tune", search_space=
     def build(hp):
         trial_config = _apply(config, _sample(hp, space))
         keras.utils.set_random_seed(training.seed)
-        model = build_model(
-            trial_config.model,
+        # As train() builds each member: the wide path first, the trial's learning rate.
+        return compiled_model(
+            trial_config,
             class_names,
             preprocessor,
-            multi_label=data.multi_label,
-            num_train=len(source.train_labels()),
-        )
-        # As train() does: the wide path first (the trial's learning rate).
-        train_wide_path(
-            model,
-            trial_config.training,
-            dataset("train", shuffle=True, text_only=True),
-            dataset("val", text_only=True),
+            len(source.train_labels()),
+            steps,
             weights,
+            wide_batches=lambda: (
+                dataset("train", shuffle=True, text_only=True),
+                dataset("val", text_only=True),
+            ),
         )
-        model.compile(
-            learning_rate=learning_rate(trial_config.training, steps),
-            weight_decay=training.weight_decay,
-            label_smoothing=training.label_smoothing,
-        )
-        return model
 
     def dataset(split, shuffle=False, text_only=False):
         return source.dataset(

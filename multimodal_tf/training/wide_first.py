@@ -22,8 +22,7 @@ WIDE_HISTORY_FILE = "wide_history.csv"
 def train_wide_path(
     model,
     training,
-    train_batches,
-    val_batches,
+    batches,
     class_weight=None,
     folder=None,
     resumed=False,
@@ -38,8 +37,8 @@ def train_wide_path(
         model: `MultimodalClassifier`.
         training: `TrainingConfig`. `wide_epochs`, `early_stopping_patience`,
             `learning_rate` and `label_smoothing` are read.
-        train_batches: tf.data.Dataset. Training batches (token ids are enough).
-        val_batches: tf.data.Dataset. Selection batches.
+        batches: callable returning `(train, val)` tf.data.Datasets (token ids
+            are enough); called only when the path trains.
         class_weight: dict or None. Keras `class_weight`.
         folder: Path or None. The run folder: `wide_history.csv` goes there.
         resumed: bool. The run resumes from its backup.
@@ -49,7 +48,7 @@ def train_wide_path(
         `fit_wide_first()`'s dict, or None if nothing was trained.
 
     Example:
-    >>> train_wide_path(model, config.training, train, val, folder=run)  # doctest: +SKIP
+    >>> train_wide_path(model, config.training, lambda: (train, val), folder=run)  # doctest: +SKIP
     >>> model.compile()  # then fit the rest around the frozen path
     """
     if not (training.wide_epochs and model.wide):
@@ -64,8 +63,7 @@ def train_wide_path(
         )
     best = fit_wide_first(
         model,
-        train_batches,
-        val_batches,
+        *batches(),
         epochs=training.wide_epochs,
         patience=training.early_stopping_patience,
         learning_rate=training.learning_rate,

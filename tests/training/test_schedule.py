@@ -1,7 +1,7 @@
 import pytest
 
 from multimodal_tf.config import TrainingConfig
-from multimodal_tf.training.fit import learning_rate
+from multimodal_tf.training.run_model import learning_rate
 
 
 def test_constant_schedule_is_the_learning_rate():

@@ -44,7 +44,7 @@ def test_negative_wide_epochs_is_a_config_error(tiny_manifest, tiny_config, tmp_
 def test_wide_c_is_logistic_regressions_c_on_the_training_rows(tiny_config):
     from multimodal_tf.models.preprocessor import MultimodalPreprocessor
     from multimodal_tf.models.wide_text_logits import wide_l2_for
-    from multimodal_tf.training.fit import build_model
+    from multimodal_tf.training.run_model import build_model
 
     preprocessor = MultimodalPreprocessor(sequence_length=8, image_size=(16, 16))
     preprocessor.adapt(["warm fire", "cold snow"], min_frequency=1)
@@ -74,7 +74,7 @@ def test_fit_wide_first_keeps_its_best_epoch_and_the_deep_fit_leaves_it_alone(
     tiny_manifest, tiny_config, tmp_path
 ):
     from multimodal_tf.data.source import TrainingData
-    from multimodal_tf.training.fit import adapted_preprocessor, build_model
+    from multimodal_tf.training.run_model import adapted_preprocessor, build_model
 
     config = _wide_config(tiny_config)
     source = TrainingData.load(tiny_manifest, config.data, tmp_path, verbose=0)
