@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from multimodal_tf.config import DataConfig
+from multimodal_tf.data.commands import demo_data_command, prepare_command, validate_command
 from multimodal_tf.errors import MultimodalTFError
 from multimodal_tf.serving.commands import export_command, serving_config_command
 
@@ -40,7 +41,7 @@ def _build_parser():
     demo.add_argument("--output", default="data/demo", help="Folder to write (default: data/demo).")
     demo.add_argument("--num-samples", type=int, default=2000, help="Rows (default: 2000).")
     demo.add_argument("--seed", type=int, default=0, help="Random seed (default: 0).")
-    demo.set_defaults(handler=_demo_data)
+    demo.set_defaults(handler=demo_data_command)
 
     validate = commands.add_parser(
         "validate",
@@ -78,7 +79,7 @@ def _build_parser():
     )
     validate.add_argument("--report", help="Also write every problem to this CSV file.")
     validate.add_argument("--limit", type=int, default=20, help="Problems to print (default: 20).")
-    validate.set_defaults(handler=_validate)
+    validate.set_defaults(handler=validate_command)
 
     prepare = commands.add_parser(
         "prepare",
@@ -91,7 +92,7 @@ def _build_parser():
     prepare.add_argument("--output", required=True, help="New folder for the TFRecords.")
     prepare.add_argument("--shards", type=int, default=8, help="Files per split (default: 8).")
     prepare.add_argument("--config", help="Run config whose data section applies.")
-    prepare.set_defaults(handler=_prepare)
+    prepare.set_defaults(handler=prepare_command)
 
     train = commands.add_parser(
         "train",
@@ -245,42 +246,6 @@ def _build_parser():
     )
     predict.set_defaults(handler=_predict)
     return parser
-
-
-def _demo_data(args):
-    from multimodal_tf.data.demo import make_demo_dataset
-
-    manifest = make_demo_dataset(args.output, num_samples=args.num_samples, seed=args.seed)
-    print(f"wrote {manifest}")
-    return 0
-
-
-def _validate(args):
-    from multimodal_tf.data.validate import validate_manifest
-
-    report = validate_manifest(
-        args.manifest,
-        encoding=args.encoding,
-        max_pixels=args.max_pixels,
-        allow_missing=args.allow_missing,
-        multi_label=args.multi_label,
-    )
-    print(report.format(limit=args.limit))
-    if args.report:
-        report.write_csv(args.report)
-        print(f"wrote {len(report.problems)} problem(s) to {args.report}")
-    return 1 if report.errors else 0
-
-
-def _prepare(args):
-    from multimodal_tf.config import load_config
-    from multimodal_tf.data.source import prepare_tfrecords
-
-    meta = prepare_tfrecords(args.manifest, args.output, load_config(args.config).data, args.shards)
-    for split, info in meta["splits"].items():
-        print(f"{split}: {info['num_samples']} samples in {len(info['files'])} file(s)")
-    print(f"wrote {Path(args.output) / 'prepared.json'}")
-    return 0
 
 
 def _train(args):
