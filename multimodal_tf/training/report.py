@@ -20,6 +20,7 @@ from multimodal_tf.training.metrics import (
     plot_confusion_matrix,
     roc_pr,
 )
+from multimodal_tf.training.wide_first import WIDE_HISTORY_FILE
 
 REPORT_DIR = "report"
 REPORT_FILE = "report.html"
@@ -37,10 +38,12 @@ def write_report(
 ):
     """Writes `run_dir/report/*.png` and one self-contained `run_dir/report.html`.
 
-    The page shows the training curves, the confusion matrix (single-label
-    only), per-class precision/recall/F1, one-vs-rest ROC and PR curves, the
-    most confident mistakes and, for attention fusions, which words and image
-    regions a few predictions attended to. Images are embedded as data URIs,
+    The page shows the training curves (and, for a model whose wide path was
+    trained first, that stage's curves from `wide_history.csv`), the
+    confusion matrix (single-label only), per-class precision/recall/F1,
+    one-vs-rest ROC and PR curves, the most confident mistakes and, for
+    attention fusions, which words and image regions a few predictions
+    attended to. Images are embedded as data URIs,
     so the page opens offline and can be mailed as one file. Predictions
     stream through `make_dataset`; only the images shown are read again.
 
@@ -50,7 +53,8 @@ def write_report(
         records: list of `Record`. One labelled, held-out split.
         split: str. The split's name, for titles.
         history_csv: str, Path or None. A Keras `CSVLogger` file; `None`
-            means `run_dir/history.csv`.
+            means `run_dir/history.csv`. A `wide_history.csv` next to it
+            (the first stage of `training.wide_epochs`) is plotted too.
         max_mistakes: int. Confident mistakes shown in the gallery.
         attention_samples: int. Predictions whose attention is mapped.
         batch_size: int. Samples per prediction batch.
@@ -94,7 +98,16 @@ def write_report(
         labels = [names[i] for i in targets.argmax(axis=1)], [names[i] for i in predicted]
 
     body = [_summary(model, metrics, split, len(records))]
-    body.append(_curves(Path(history_csv or run_dir / "history.csv"), figures))
+    history = Path(history_csv or run_dir / "history.csv")
+    wide_history = history.parent / WIDE_HISTORY_FILE
+    staged = wide_history.is_file()
+    body.append("<h2>Training curves</h2>")
+    if staged:
+        body.append(html_page.note(WIDE_NOTE))
+        body.append(_curves(wide_history, figures / "wide_training_curves.png", "first stage: "))
+    body.append(
+        _curves(history, figures / "training_curves.png", "second stage: " if staged else "")
+    )
     body.append("<h2>Confusion matrix</h2>")
     if model.is_multi_label():
         body.append(
@@ -170,15 +183,21 @@ def read_history(path):
     return columns
 
 
-def _curves(history_path, figures):
+WIDE_NOTE = (
+    "This model's wide path (a linear model over the TF-IDF bag of n-grams) was trained "
+    "alone first (training.wide_epochs), kept at its best validation epoch and frozen; the "
+    "rest of the model was then trained on top of it. Both stages' curves are shown."
+)
+
+
+def _curves(history_path, png, stage=""):
     columns = read_history(history_path)
     columns.pop("epoch", None)
     bases = sorted({name.removeprefix("val_") for name in columns}, key=lambda n: (n != "loss", n))
     if not bases:
-        return "<h2>Training curves</h2>" + html_page.note(
-            f"Not shown: no training history at {history_path}."
-        )
+        return html_page.note(f"Not shown: no training history at {history_path}.")
     from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
 
     per_row = min(len(bases), 4)
     rows = -(-len(bases) // per_row)
@@ -192,17 +211,18 @@ def _curves(history_path, figures):
                 axes.plot(range(1, len(columns[name]) + 1), columns[name], marker=".", label=label)
         if best:
             axes.axvline(int(np.argmax(best)) + 1, color="grey", linestyle=":", linewidth=1)
-        axes.set_title(base)
+        axes.set_title(f"{stage}{base}")
         axes.set_xlabel("epoch")
+        axes.xaxis.set_major_locator(MaxNLocator(integer=True))
         axes.legend(fontsize="small")
     for axes in grid[len(bases) :]:
         axes.set_visible(False)
     figure.tight_layout()
-    figure.savefig(figures / "training_curves.png", dpi=90)
-    caption = "Per epoch, on the training and validation splits."
+    figure.savefig(png, dpi=90)
+    caption = f"{stage.capitalize()}per epoch, on the training and validation splits."
     if best:
-        caption += " The dotted line marks the best validation macro-F1: the saved model."
-    return "<h2>Training curves</h2>" + html_page.figure(figures / "training_curves.png", caption)
+        caption += " The dotted line marks the best validation macro-F1: the epoch kept."
+    return html_page.figure(png, caption)
 
 
 def _per_class(metrics, names, curves, figures):

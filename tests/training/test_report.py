@@ -19,7 +19,8 @@ from multimodal_tf.training.report import write_report
 from tests.conftest import image_bytes, make_tiny_config, write_manifest
 from tests.training.test_multilabel import write_multilabel_manifest
 
-FIGURES = ["training_curves", "confusion_matrix", "per_class", "roc_pr"]
+# The default config trains the wide path first: its stage has curves of its own.
+FIGURES = ["wide_training_curves", "training_curves", "confusion_matrix", "per_class", "roc_pr"]
 ATTENTION = [f"attention_{number}" for number in (1, 2, 3, 4)]
 
 
@@ -110,6 +111,8 @@ def test_every_figure_is_a_png_embedded_in_a_self_contained_page(trained_report)
         assert base64.b64encode(data).decode("ascii") in embedded
     assert_self_contained(page)
     assert "What the predictions attended to" in page and 'class="word"' in page
+    assert "was trained alone first" in page
+    assert page.index("First stage: per epoch") < page.index("Second stage: per epoch")
     assert '<p id="figures-status"' in page and "naturalWidth" in page
 
 
@@ -120,6 +123,7 @@ def test_concat_fusion_says_why_attention_is_not_shown(tiny_manifest, tmp_path):
     assert "Attention maps are not shown" in page and "has no attention layer" in page
     assert not list((tmp_path / "report").glob("attention_*.png"))
     assert "no training history" in page  # no history.csv in tmp_path
+    assert "First stage" not in page and "Second stage" not in page  # nor wide_history.csv
     # An untrained model gets things wrong: the gallery shows them with thumbnails.
     assert "Most confident mistakes" in page
     assert any(kind == "jpeg" for kind, _ in embedded_images(page))
