@@ -66,6 +66,7 @@ class BaseImageEncoder(keras.layers.Layer):
         # Constants, not variables: the pooling is fixed by the shapes.
         self._pool_rows = _pooling_matrix(shape[1], self.grid_size)
         self._pool_columns = _pooling_matrix(shape[2], self.grid_size)
+        self._channels = int(shape[-1])
         self.projection.build((None, shape[-1]))
         self.position_embedding = self.add_weight(
             shape=(self.grid_size**2, self.hidden_dim),
@@ -73,18 +74,37 @@ class BaseImageEncoder(keras.layers.Layer):
             name="position_embedding",
         )
 
-    def call(self, images, training=None):
+    def call(self, images, training=None, return_pooled=False):
+        """Images -> tokens; with `return_pooled`, `(tokens, pooled)`.
+
+        `pooled` is the feature map averaged and max-pooled over the whole
+        image, `[batch, 2 * channels]`, before dropout: what
+        `WideImageLogits` reads.
+        """
         features = self.feature_map(images, training=training)
+        pooled = None
+        if return_pooled:
+            pooled = ops.concatenate(
+                [ops.mean(features, axis=(1, 2)), ops.max(features, axis=(1, 2))], axis=-1
+            )
         features = self.dropout(features, training=training)
         rows = ops.cast(self._pool_rows, features.dtype)
         columns = ops.cast(self._pool_columns, features.dtype)
         features = ops.einsum("ih,bhwc->biwc", rows, features)
         features = ops.einsum("jw,biwc->bijc", columns, features)
         tokens = ops.reshape(features, (-1, self.grid_size**2, features.shape[-1]))
-        return self.projection(tokens) + self.position_embedding
+        tokens = self.projection(tokens) + self.position_embedding
+        return (tokens, pooled) if return_pooled else tokens
 
     def compute_output_shape(self, input_shape):
         return (input_shape[0], self.grid_size**2, self.hidden_dim)
+
+    def compute_output_spec(self, images, training=None, return_pooled=False):
+        tokens = keras.KerasTensor(self.compute_output_shape(images.shape), self.compute_dtype)
+        if not return_pooled:
+            return tokens
+        pooled = (images.shape[0], 2 * self._channels)  # build() ran first
+        return tokens, keras.KerasTensor(pooled, self.compute_dtype)
 
     def get_config(self):
         config = super().get_config()

@@ -7,6 +7,7 @@ from multimodal_tf.layers.fusion import FUSIONS, get_fusion
 from multimodal_tf.layers.heads.classification_head import ClassificationHead
 from multimodal_tf.layers.image_augmentation import image_augmenter
 from multimodal_tf.layers.modality_dropout import ModalityDropout
+from multimodal_tf.models.base_image_encoder import BaseImageEncoder
 from multimodal_tf.models.embeddings import load_word_vectors
 from multimodal_tf.models.image_encoder import get_image_encoder
 from multimodal_tf.models.strategy_fit import StrategyAwareFit
@@ -17,6 +18,7 @@ from multimodal_tf.models.task import (
     _multi_label_heads,
 )
 from multimodal_tf.models.text_encoder import get_text_encoder
+from multimodal_tf.models.wide_image_logits import WideImageLogits
 from multimodal_tf.models.wide_text_logits import WideTextLogits
 
 MODALITIES = ("text", "image")
@@ -82,6 +84,11 @@ class MultimodalClassifier(ClassificationTask, StrategyAwareFit, keras.Model):
         wide_l2: float. With `wide`: logistic regression's L2 penalty on the
             linear model's weights (`WideTextLogits(l2=...)`), `1 / (2 * C * n)`
             for LR's `C` on `n` training rows. 0: none.
+        wide_image: bool. With `wide` and the image modality: the wide path
+            also holds a linear model over the image encoder's pooled feature
+            map (`WideImageLogits`, with the same `wide_l2`). Meant for a
+            pretrained backbone, whose features are useful before any
+            training; `train()` turns it on only for one (`model.wide_image`).
 
     Example:
     >>> preprocessor = MultimodalPreprocessor(sequence_length=8, image_size=(32, 32))
@@ -120,6 +127,7 @@ class MultimodalClassifier(ClassificationTask, StrategyAwareFit, keras.Model):
         image_augmentation=False,
         wide=False,
         wide_l2=0.0,
+        wide_image=False,
         _load_pretrained=True,
         **kwargs,
     ):
@@ -135,6 +143,11 @@ class MultimodalClassifier(ClassificationTask, StrategyAwareFit, keras.Model):
             raise ValueError(
                 f"`wide=True` adds a linear model over the text; `modalities` "
                 f"{modalities} has no text."
+            )
+        if wide_image and not (wide and "image" in modalities):
+            raise ValueError(
+                "`wide_image=True` adds the image to the wide path: it needs `wide=True` and "
+                f"the image modality; received wide={wide}, modalities {modalities}."
             )
         heads_classes = _heads(class_names)
         multi_label_heads = _multi_label_heads(multi_label, heads_classes)
@@ -177,6 +190,11 @@ class MultimodalClassifier(ClassificationTask, StrategyAwareFit, keras.Model):
                     name="image_encoder",
                     **({"alpha": backbone_alpha} if "mobilenet" in image_layer else {}),
                 )
+        if wide_image and not isinstance(image_layer, BaseImageEncoder):
+            raise ValueError(
+                "`wide_image=True` reads the pooled feature map of a `BaseImageEncoder`; "
+                f"received a {type(image_layer).__name__}."
+            )
         fusion_layer = _layer(fusion)
         if isinstance(fusion_layer, str):
             fusion_layer = get_fusion(
@@ -207,6 +225,12 @@ class MultimodalClassifier(ClassificationTask, StrategyAwareFit, keras.Model):
                 )
                 for name, names in heads_classes.items()
             }
+        wide_image_layers = {}
+        if wide_image:
+            wide_image_layers = {
+                name: WideImageLogits(len(names), l2=wide_l2, name=f"{name}_wide_image")
+                for name, names in heads_classes.items()
+            }
 
         # === Functional Model ===
         inputs, sequences, masks, present = {}, [], [], []
@@ -227,18 +251,21 @@ class MultimodalClassifier(ClassificationTask, StrategyAwareFit, keras.Model):
             inputs["image_present"] = image_present
             if image_augmentation:
                 image = image_augmenter()(image)
-            image_tokens = image_layer(image)
+            if wide_image:
+                image_tokens, pooled = image_layer(image, return_pooled=True)
+            else:
+                image_tokens = image_layer(image)
             sequences.append(image_tokens)
             masks.append(ops.ones_like(image_tokens[:, :, 0], dtype="bool"))
             present.append(ops.greater(image_present, 0.5))
         sequences, masks = placeholders([sequences, masks, present])
         features = fusion_layer(sequences, mask=masks)
-        outputs = {
-            name: head(features, wide_logits=wide_layers[name](token_ids))
-            if wide
-            else head(features)
-            for name, head in head_layers.items()
-        }
+        outputs = {}
+        for name, head in head_layers.items():
+            wide_logits = wide_layers[name](token_ids) if wide else None
+            if wide_image:
+                wide_logits = wide_logits + wide_image_layers[name](pooled, image_present)
+            outputs[name] = head(features, wide_logits=wide_logits)
         if not isinstance(class_names, dict):
             outputs = outputs[DEFAULT_HEAD]
         super().__init__(inputs=inputs, outputs=outputs, **kwargs)
@@ -269,6 +296,7 @@ class MultimodalClassifier(ClassificationTask, StrategyAwareFit, keras.Model):
         self.image_augmentation = image_augmentation
         self.wide = wide
         self.wide_l2 = wide_l2
+        self.wide_image = wide_image
         self.text_embedding_coverage = None
         if text_embeddings and _load_pretrained and text_layer is not None:
             matrix, found = load_word_vectors(
@@ -284,14 +312,22 @@ class MultimodalClassifier(ClassificationTask, StrategyAwareFit, keras.Model):
                 mask = {name: mask.get(name) for name in self.input_names_used}
         return super().call(inputs, training=training, mask=mask)
 
-    def wide_model(self):
-        """The linear path alone, as a Keras model sharing this model's `WideTextLogits`.
+    def wide_layer_names(self):
+        """The wide path's layers: `<head>_wide` and, with `wide_image`, `<head>_wide_image`."""
+        suffixes = ("_wide", "_wide_image") if self.wide_image else ("_wide",)
+        return [f"{name}{suffix}" for name in self.head_names for suffix in suffixes]
 
-        Token ids in, each head's softmax (or sigmoid) of the wide logits out,
-        with the same output names, so it fits on the same datasets and
-        compiles with `default_loss()` and `default_metrics()`. Training it
-        trains the wide path of this model: `train()` does that first with
-        `training.wide_epochs`, then freezes the path and trains the rest.
+    def wide_model(self):
+        """The linear path alone, as a Keras model sharing this model's wide layers.
+
+        Token ids in (and, with `wide_image`, the image and `image_present`),
+        each head's softmax (or sigmoid) of the wide logits out, with the same
+        output names, so it fits on the same datasets and compiles with
+        `default_loss()` and `default_metrics()`. Training it trains the wide
+        path of this model, and only that: the image encoder it reads pooled
+        features from is not trained by it (images are not augmented there).
+        `train()` does that first with `training.wide_epochs`, then freezes
+        the path and trains the rest.
 
         Example:
         >>> linear = model.wide_model()  # doctest: +SKIP
@@ -303,15 +339,22 @@ class MultimodalClassifier(ClassificationTask, StrategyAwareFit, keras.Model):
         token_ids = keras.Input(
             (self.preprocessor.sequence_length,), dtype="int32", name="token_ids"
         )
-        outputs = {
-            name: keras.layers.Activation(
-                "sigmoid" if self.is_multi_label(name) else "softmax", name=name
-            )(self.get_layer(f"{name}_wide")(token_ids))
-            for name in self.head_names
-        }
+        inputs = {"token_ids": token_ids}
+        if self.wide_image:
+            image = keras.Input((*self.preprocessor.image_size, 3), dtype="float32", name="image")
+            present = keras.Input((), dtype="float32", name="image_present")
+            inputs.update(image=image, image_present=present)
+            _, pooled = self.image_encoder(image, return_pooled=True)
+        outputs = {}
+        for name in self.head_names:
+            logits = self.get_layer(f"{name}_wide")(token_ids)
+            if self.wide_image:
+                logits = logits + self.get_layer(f"{name}_wide_image")(pooled, present)
+            activation = "sigmoid" if self.is_multi_label(name) else "softmax"
+            outputs[name] = keras.layers.Activation(activation, name=name)(logits)
         if not isinstance(self.class_names, dict):
             outputs = outputs[DEFAULT_HEAD]
-        return WideModel({"token_ids": token_ids}, outputs, name=f"{self.name}_wide")
+        return WideModel(inputs, outputs, name=f"{self.name}_wide")
 
     @property
     def input_names_used(self):
@@ -346,6 +389,7 @@ class MultimodalClassifier(ClassificationTask, StrategyAwareFit, keras.Model):
             "image_augmentation": self.image_augmentation,
             "wide": self.wide,
             "wide_l2": self.wide_l2,
+            "wide_image": self.wide_image,
             # Layers set `trainable = False` after building (e.g. the wide path
             # that `training.wide_epochs` trained first), so a loaded model
             # trains, and restores its optimizer, as the saved one did.
@@ -371,7 +415,24 @@ class WideModel(StrategyAwareFit, keras.Model):
 
     It takes the same arguments as a functional `keras.Model`; `StrategyAwareFit`
     lets it train under `MultiWorkerMirroredStrategy` as the classifier does.
+    Only its `WideTextLogits` and `WideImageLogits` train: an image encoder it
+    reads pooled features from keeps its weights.
     """
+
+    @property
+    def trainable_weights(self):
+        if not self.trainable:
+            return []
+        return [
+            weight
+            for layer in self.layers
+            if isinstance(layer, (WideTextLogits, WideImageLogits))
+            for weight in layer.trainable_weights
+        ]
+
+    @property
+    def trainable_variables(self):
+        return self.trainable_weights
 
 
 def _layer(value):

@@ -163,7 +163,7 @@ def train(manifest, config=None, output_dir="runs/latest", verbose=1):
                 len(source.train_labels()),
                 steps,
                 weights,
-                wide_batches=lambda: fit_batches(text_only=True),
+                wide_batches=fit_batches,
                 folder=folder,
                 resumed=initial_epoch > 0,
                 verbose=verbose,

@@ -101,8 +101,8 @@ def compiled_model(
         num_train: int. Training rows (`model.wide_c`).
         steps: int. Planned training steps (the learning-rate schedule).
         class_weight: dict or None. Keras `class_weight`.
-        wide_batches: callable returning `(train, val)` batches for the wide
-            path (text only); called only when it trains.
+        wide_batches: callable taking `text_only` and returning `(train,
+            val)` batches for the wide path; called only when it trains.
         folder: Path or None. Run folder for `wide_history.csv`.
         resumed: bool. The run resumes from its backup.
         verbose: int.
@@ -139,7 +139,9 @@ def build_model(model_config, class_names, preprocessor, multi_label=False, num_
         model_config: `ModelConfig`. Its fields are the constructor's arguments
             (empty strings for "no file" become `None`), except `wide_c`: with
             `wide` and `wide_l2: 0` the wide path's L2 is `wide_l2_for(wide_c,
-            num_train)`. A model without the text modality gets no wide path.
+            num_train)`. A model without the text modality gets no wide path;
+            `wide_image` applies only with `wide`, the image modality and
+            pretrained backbone weights (`image_weights`).
         class_names: list of str. Label names in output order.
         preprocessor: `MultimodalPreprocessor`. Adapted on the training texts.
         multi_label: bool. A sigmoid head with per-class thresholds (`data.multi_label`).
@@ -151,6 +153,14 @@ def build_model(model_config, class_names, preprocessor, multi_label=False, num_
         kwargs[key] = kwargs[key] or None
     wide_c = kwargs.pop("wide_c")
     kwargs["wide"] = kwargs["wide"] and "text" in kwargs["modalities"]
+    # A linear model over image features needs features worth reading before any
+    # training: a pretrained backbone's, not a scratch encoder's random ones.
+    kwargs["wide_image"] = bool(
+        kwargs["wide_image"]
+        and kwargs["wide"]
+        and "image" in kwargs["modalities"]
+        and kwargs["image_weights"]
+    )
     if kwargs["wide"] and not kwargs["wide_l2"] and wide_c and num_train:
         kwargs["wide_l2"] = wide_l2_for(wide_c, num_train)
     return MultimodalClassifier(class_names, preprocessor, multi_label=multi_label, **kwargs)

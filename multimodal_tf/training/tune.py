@@ -125,9 +125,9 @@ def tune(manifest, config=None, trials=10, output_dir="runs/tune", search_space=
             len(source.train_labels()),
             steps,
             weights,
-            wide_batches=lambda: (
-                dataset("train", shuffle=True, text_only=True),
-                dataset("val", text_only=True),
+            wide_batches=lambda text_only: (
+                dataset("train", shuffle=True, text_only=text_only),
+                dataset("val", text_only=text_only),
             ),
         )
 

@@ -37,8 +37,10 @@ def train_wide_path(
         model: `MultimodalClassifier`.
         training: `TrainingConfig`. `wide_epochs`, `early_stopping_patience`,
             `learning_rate` and `label_smoothing` are read.
-        batches: callable returning `(train, val)` tf.data.Datasets (token ids
-            are enough); called only when the path trains.
+        batches: callable taking `text_only` and returning `(train, val)`
+            tf.data.Datasets; called only when the path trains, with
+            `text_only=True` (token ids are enough) unless the path also
+            reads images (`model.wide_image`).
         class_weight: dict or None. Keras `class_weight`.
         folder: Path or None. The run folder: `wide_history.csv` goes there.
         resumed: bool. The run resumes from its backup.
@@ -57,13 +59,16 @@ def train_wide_path(
         freeze_wide(model)
         return None
     if verbose:
+        over = "the text"
+        if model.wide_image:
+            over += " and the backbone's pooled image features"
         print(
-            f"Training the wide path (a linear model over the text) alone first, for at "
+            f"Training the wide path (a linear model over {over}) alone first, for at "
             f"most {training.wide_epochs} epochs (training.wide_epochs)."
         )
     best = fit_wide_first(
         model,
-        *batches(),
+        *batches(text_only=not model.wide_image),
         epochs=training.wide_epochs,
         patience=training.early_stopping_patience,
         learning_rate=training.learning_rate,
@@ -106,7 +111,9 @@ def fit_wide_first(
         model: `MultimodalClassifier` built with `wide=True`.
         train_batches: tf.data.Dataset of `(features, labels)` or
             `(features, labels, sample_weights)`; only `features["token_ids"]`
-            is read.
+            is read (and, with `model.wide_image`, `image` and
+            `image_present`: one pass over them first sets the
+            `WideImageLogits` standardization).
         val_batches: tf.data.Dataset. Selection data, as `train_batches`.
         epochs: int. At most this many epochs.
         patience: int. Early-stopping patience in epochs.
@@ -128,6 +135,8 @@ def fit_wide_first(
     >>> model.fit(train, validation_data=val, epochs=30)
     """
     linear = model.wide_model()
+    if model.wide_image:
+        adapt_wide_image(model, train_batches)
     linear.compile(
         keras.optimizers.Adam(learning_rate),
         model.default_loss(label_smoothing),
@@ -140,8 +149,8 @@ def fit_wide_first(
     if log_file is not None:
         callbacks.insert(0, keras.callbacks.CSVLogger(str(log_file)))
     history = linear.fit(
-        _token_ids_only(train_batches),
-        validation_data=_token_ids_only(val_batches),
+        _wide_features(train_batches, model),
+        validation_data=_wide_features(val_batches, model),
         epochs=epochs,
         class_weight=class_weight,
         callbacks=callbacks,
@@ -154,13 +163,40 @@ def fit_wide_first(
 
 
 def freeze_wide(model):
-    """Makes the `WideTextLogits` of every head non-trainable (compile afterwards)."""
-    for name in model.head_names:
-        model.get_layer(f"{name}_wide").trainable = False
+    """Makes the wide path's layers non-trainable (compile afterwards)."""
+    for name in model.wide_layer_names():
+        model.get_layer(name).trainable = False
 
 
-def _token_ids_only(batches):
+def adapt_wide_image(model, batches):
+    """Sets every `WideImageLogits`' mean and variance from one pass over `batches`' images.
+
+    The features are the image encoder's pooled feature map of the images as
+    they are (no augmentation); rows without an image are left out.
+    """
+    encoder = model.image_encoder
+
+    @tf.function
+    def pooled(images):
+        return encoder(images, return_pooled=True)[1]
+
+    def features():
+        for batch in batches:
+            present = batch[0]["image_present"].numpy() > 0.5
+            if present.any():
+                yield pooled(batch[0]["image"]).numpy()[present]
+
+    layers = [model.get_layer(f"{name}_wide_image") for name in model.head_names]
+    layers[0].adapt(features())
+    for layer in layers[1:]:
+        layer.mean.assign(layers[0].mean)
+        layer.variance.assign(layers[0].variance)
+
+
+def _wide_features(batches, model):
+    names = ["token_ids", "image", "image_present"] if model.wide_image else ["token_ids"]
+
     def select(features, *rest):
-        return ({"token_ids": features["token_ids"]}, *rest)
+        return ({name: features[name] for name in names}, *rest)
 
     return batches.map(select, num_parallel_calls=tf.data.AUTOTUNE)

@@ -189,3 +189,62 @@ def test_the_wide_model_is_a_keras_model_that_saves(tmp_path):
     np.testing.assert_allclose(
         loaded.predict(token_ids, verbose=0), linear.predict(token_ids, verbose=0), rtol=1e-6
     )
+
+
+def _local_backbone_file(folder):
+    """A MobileNetV2 0.35 no-top weights file written here: no download, random weights."""
+    backbone = keras.applications.MobileNetV2(
+        alpha=0.35, include_top=False, weights=None, input_shape=(None, None, 3)
+    )
+    path = folder / "mobilenet_v2_0.35.weights.h5"
+    backbone.save_weights(path)
+    return path
+
+
+def _wide_image_config(config, weights_file):
+    config = _wide_config(config, wide_epochs=3)
+    config.data.image_size = (32, 32)
+    config.model.image_encoder = "mobilenet_v2"
+    config.model.backbone_alpha = 0.35
+    config.model.grid_size = 1
+    config.model.image_weights = str(weights_file)
+    return config
+
+
+@pytest.mark.slow
+def test_with_backbone_weights_the_wide_path_reads_pooled_image_features_and_serves(
+    tiny_manifest, tiny_config, tmp_path, capsys
+):
+    from tests.helpers import run_export_test, run_model_saving_test
+
+    config = _wide_image_config(tiny_config, _local_backbone_file(tmp_path))
+    result = train(tiny_manifest, config, tmp_path / "run", verbose=1)
+    assert "over the text and the backbone's pooled image features" in capsys.readouterr().out
+    model = result.model
+    assert model.wide_image and model.wide_layer_names() == ["label_wide", "label_wide_image"]
+    layer = model.get_layer("label_wide_image")
+    # Standardized with the training images' statistics, trained first, then frozen.
+    assert not layer.trainable and np.any(layer.variance.numpy() != 1.0)
+    assert np.any(layer.kernel.numpy())
+    assert model.get_config()["frozen_layers"] == ["label_wide", "label_wide_image"]
+    texts = ["sunny warm fire", "icy cold snow"]
+    images = [(tiny_manifest.parent / "images" / name).read_bytes() for name in ("0.jpg", "1.png")]
+    features = model.preprocessor(
+        {"text": np.array(texts, dtype=object), "image": np.array(images, dtype=object)}
+    )
+    run_model_saving_test(model, features, tmp_path)
+    run_export_test(model, texts, images, tmp_path)
+
+
+def test_wide_image_needs_backbone_weights_and_a_wide_path(tiny_config, tmp_path):
+    from multimodal_tf.models.classifier import MultimodalClassifier
+    from multimodal_tf.training.run_model import build_model
+    from tests.models.test_classifier import tiny_model
+
+    config = _wide_image_config(tiny_config, _local_backbone_file(tmp_path))
+    preprocessor = tiny_model(text_encoder="bag", image_size=32).preprocessor
+    assert build_model(config.model, ["a", "b"], preprocessor).wide_image
+    config.model.image_weights = ""  # a randomly initialised backbone has nothing to read yet
+    assert not build_model(config.model, ["a", "b"], preprocessor).wide_image
+    with pytest.raises(ValueError, match="needs `wide=True` and the image modality"):
+        MultimodalClassifier(["a", "b"], preprocessor, wide_image=True)
