@@ -24,6 +24,7 @@ from multimodal_tf.training.provenance import data_fingerprint, read_run_record,
 from multimodal_tf.training.report import write_report
 from multimodal_tf.training.run_model import adapted_preprocessor, compiled_model, run_class_weights
 from multimodal_tf.training.thresholds import tune_thresholds
+from multimodal_tf.training.wide_first import keep_deep_path_if_better
 
 METRICS_FILE = "metrics.json"
 
@@ -184,8 +185,11 @@ def train(manifest, config=None, output_dir="runs/latest", verbose=1):
             verbose=verbose,
             shuffle=False,  # the dataset reshuffles itself every epoch
         )
+        if training.deep_must_beat_wide and model.wide and training.wide_epochs:
+            deep_path[folder] = keep_deep_path_if_better(folder / MODEL_FILE, folder, verbose)
         return initial_epoch
 
+    deep_path = {}  # folder -> keep_deep_path_if_better's verdict
     started = time.perf_counter()
     if training.ensemble == 1:
         initial_epoch = fit_member(run_dir, training.seed)
@@ -201,6 +205,8 @@ def train(manifest, config=None, output_dir="runs/latest", verbose=1):
         "class_weight": weights,
         "data": source.summary,
     }
+    if deep_path.get(run_dir):
+        metrics["deep_path"] = deep_path[run_dir]
     if data.multi_label:
         # Chosen on val only; saved in the head, so model.keras and exports carry them.
         chosen = tune_thresholds(model, dataset("val"))[DEFAULT_HEAD]

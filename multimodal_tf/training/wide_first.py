@@ -8,6 +8,7 @@ own best validation epoch, and freezing it gives the deep path a strong
 linear model to add to (docs/defaults.md, "Session 11").
 """
 
+import csv
 from pathlib import Path
 
 import keras
@@ -200,3 +201,72 @@ def _wide_features(batches, model):
         return ({name: features[name] for name in names}, *rest)
 
     return batches.map(select, num_parallel_calls=tf.data.AUTOTUNE)
+
+
+def keep_deep_path_if_better(model_file, folder, verbose=0, monitor=MONITOR):
+    """After both stages: the rest of the model stays only if it beat the wide path on val.
+
+    Compares the best `monitor` value of the first stage (`wide_history.csv`)
+    with the second's (`history.csv`), both on the validation split. If the
+    second is not higher, the heads' own kernels and biases in `model_file`
+    are set to zero, so the deep path adds nothing to the logits and the
+    saved model predicts exactly as the wide path alone did at its best
+    epoch; the run says so. A linear model that val prefers is kept instead
+    of a bigger one that val does not.
+
+    Args:
+        model_file: Path. The saved best model of the second stage; rewritten
+            when the deep path is dropped.
+        folder: Path. The run (or ensemble member) folder holding both logs.
+        verbose: int. > 0 prints the comparison either way.
+        monitor: str. The validation metric both stages selected on.
+
+    Returns:
+        dict with `wide` and `deep` (the two best values) and `kept` (bool),
+        or None when a log or its `monitor` column is missing (e.g. a
+        multi-head model, whose metrics are per head).
+
+    Example:
+    >>> keep_deep_path_if_better(run / "model.keras", run)  # doctest: +SKIP
+    {'wide': 0.614, 'deep': 0.608, 'kept': False}
+    """
+    folder = Path(folder)
+    wide = _best(folder / WIDE_HISTORY_FILE, monitor)
+    deep = _best(folder / "history.csv", monitor)
+    if wide is None or deep is None:
+        return None
+    kept = deep > wide
+    if not kept:
+        model = keras.saving.load_model(model_file)
+        silence_deep_path(model)
+        model.save(model_file)
+    if verbose or not kept:
+        print(
+            f"Best val {monitor.removeprefix('val_')}: wide path alone {wide:.4f}, with the "
+            f"rest of the model {deep:.4f}. "
+            + (
+                "Keeping the whole model."
+                if kept
+                else "The rest of the model did not beat the wide path, so its logits are "
+                "set to zero: the saved model is the wide path alone "
+                "(training.deep_must_beat_wide)."
+            )
+        )
+    return {"wide": round(wide, 6), "deep": round(deep, 6), "kept": kept}
+
+
+def silence_deep_path(model):
+    """Zeroes every head's own kernel and bias: its logits are then the wide path's alone."""
+    for name in model.head_names:
+        head = model.get_layer(name)
+        for weight in (head.kernel, head.bias):
+            weight.assign(tf.zeros_like(weight))
+
+
+def _best(history_csv, monitor):
+    if not Path(history_csv).is_file():
+        return None
+    with open(history_csv, newline="") as handle:
+        values = [row.get(monitor) for row in csv.DictReader(handle)]
+    values = [float(value) for value in values if value not in (None, "")]
+    return max(values) if values else None

@@ -248,3 +248,54 @@ def test_wide_image_needs_backbone_weights_and_a_wide_path(tiny_config, tmp_path
     assert not build_model(config.model, ["a", "b"], preprocessor).wide_image
     with pytest.raises(ValueError, match="needs `wide=True` and the image modality"):
         MultimodalClassifier(["a", "b"], preprocessor, wide_image=True)
+
+
+def _write_log(path, values):
+    with open(path, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["epoch", "val_macro_f1"])
+        writer.writerows(enumerate(values))
+
+
+@pytest.mark.parametrize("deep_best, kept", [(0.70, True), (0.55, False), (0.60, False)])
+def test_the_deep_path_stays_only_if_it_beats_the_wide_path_on_val(
+    tiny_manifest, tiny_config, tmp_path, capsys, deep_best, kept
+):
+    from multimodal_tf.data.dataset import make_dataset
+    from multimodal_tf.data.manifest import read_manifest
+    from multimodal_tf.training.evaluate import predict_records
+    from multimodal_tf.training.wide_first import keep_deep_path_if_better
+
+    run = tmp_path / "run"
+    config = _wide_config(tiny_config)
+    config.training.deep_must_beat_wide = False  # judged below, on logs written here
+    model = train(tiny_manifest, config, run, verbose=0).model
+    capsys.readouterr()
+    _write_log(run / WIDE_HISTORY_FILE, [0.5, 0.6, 0.58])
+    _write_log(run / "history.csv", [0.4, deep_best])
+    verdict = keep_deep_path_if_better(run / "model.keras", run)
+    assert verdict == {"wide": 0.6, "deep": deep_best, "kept": kept}
+    assert ("wide path alone" in capsys.readouterr().out) is not kept
+    saved = keras.saving.load_model(run / "model.keras")
+    records = read_manifest(tiny_manifest)
+    if kept:
+        np.testing.assert_allclose(
+            predict_records(saved, records)[0], predict_records(model, records)[0], atol=1e-6
+        )
+    else:  # exactly the frozen linear model
+        features = next(iter(make_dataset(records, saved.preprocessor, saved.class_names, 64)))[0]
+        linear = model.wide_model().predict({"token_ids": features["token_ids"]}, verbose=0)
+        np.testing.assert_allclose(saved.predict(features, verbose=0), linear, atol=1e-5)
+
+
+def test_train_records_the_verdict_and_can_be_told_not_to_judge(
+    tiny_manifest, tiny_config, tmp_path
+):
+    result = train(tiny_manifest, _wide_config(tiny_config), tmp_path / "run", verbose=0)
+    verdict = result.metrics["deep_path"]
+    assert set(verdict) == {"wide", "deep", "kept"} and verdict["kept"] == (
+        verdict["deep"] > verdict["wide"]
+    )
+    config = _wide_config(tiny_config)
+    config.training.deep_must_beat_wide = False
+    assert "deep_path" not in train(tiny_manifest, config, tmp_path / "off", verbose=0).metrics
