@@ -2,6 +2,7 @@
 
 import csv
 import html
+import json
 from pathlib import Path
 
 import numpy as np
@@ -103,7 +104,7 @@ def write_report(
     staged = wide_history.is_file()
     body.append("<h2>Training curves</h2>")
     if staged:
-        body.append(html_page.note(WIDE_NOTE))
+        body.append(html_page.note(WIDE_NOTE + _verdict(history.parent / "metrics.json")))
         body.append(_curves(wide_history, figures / "wide_training_curves.png", "first stage: "))
     body.append(
         _curves(history, figures / "training_curves.png", "second stage: " if staged else "")
@@ -188,6 +189,22 @@ WIDE_NOTE = (
     "alone first (training.wide_epochs), kept at its best validation epoch and frozen; the "
     "rest of the model was then trained on top of it. Both stages' curves are shown."
 )
+
+
+def _verdict(metrics_json):
+    """What `training.deep_must_beat_wide` decided, from the run's metrics.json ("" if nothing)."""
+    try:
+        verdict = json.loads(Path(metrics_json).read_text(encoding="utf-8"))["deep_path"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return ""
+    scores = f"{verdict['deep']:.3f} with the rest of the model, {verdict['wide']:.3f} without"
+    if verdict["kept"]:
+        return f" Best validation macro-F1: {scores}, so the whole model was kept."
+    return (
+        f" Best validation macro-F1: {scores}. The rest of the model did not beat the wide "
+        "path, so its logits were set to zero: this model is the wide path alone "
+        "(training.deep_must_beat_wide)."
+    )
 
 
 def _curves(history_path, png, stage=""):

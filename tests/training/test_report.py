@@ -1,6 +1,7 @@
 """The run report: every figure written and embedded, honest notes, a page that renders."""
 
 import base64
+import json
 import re
 import shutil
 
@@ -112,6 +113,8 @@ def test_every_figure_is_a_png_embedded_in_a_self_contained_page(trained_report)
     assert_self_contained(page)
     assert "What the predictions attended to" in page and 'class="word"' in page
     assert "was trained alone first" in page
+    verdict = json.loads((trained_report.parent / "metrics.json").read_text())["deep_path"]
+    assert ("this model is the wide path alone" in page) is not verdict["kept"]
     assert page.index("First stage: per epoch") < page.index("Second stage: per epoch")
     assert '<p id="figures-status"' in page and "naturalWidth" in page
 
