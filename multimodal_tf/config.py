@@ -83,9 +83,9 @@ class TrainingConfig:
     # With model.wide: >0 trains the linear path alone first (at most this many
     # epochs, best val epoch kept), then freezes it and trains the rest.
     wide_epochs: int = 30
-    # After both stages, the rest of the model is kept only if its best val macro-F1
-    # beats the wide path's alone; otherwise its logits are zeroed (docs/defaults.md).
-    deep_must_beat_wide: bool = True
+    # After both stages, the rest of the model is dropped (its logits zeroed) if its best
+    # val macro-F1 is below the wide path's alone (docs/defaults.md, "Session 12").
+    drop_deep_if_worse: bool = True
     class_weight: str = "sqrt"
     oversample: bool = False
     seed: int = 1337

@@ -185,7 +185,7 @@ def train(manifest, config=None, output_dir="runs/latest", verbose=1):
             verbose=verbose,
             shuffle=False,  # the dataset reshuffles itself every epoch
         )
-        if training.deep_must_beat_wide and model.wide and training.wide_epochs:
+        if training.drop_deep_if_worse and model.wide and training.wide_epochs:
             deep_path[folder] = keep_deep_path_if_better(folder / MODEL_FILE, folder, verbose)
         return initial_epoch
 

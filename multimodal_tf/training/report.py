@@ -192,7 +192,7 @@ WIDE_NOTE = (
 
 
 def _verdict(metrics_json):
-    """What `training.deep_must_beat_wide` decided, from the run's metrics.json ("" if nothing)."""
+    """What `training.drop_deep_if_worse` decided, from the run's metrics.json ("" if nothing)."""
     try:
         verdict = json.loads(Path(metrics_json).read_text(encoding="utf-8"))["deep_path"]
     except (OSError, ValueError, KeyError, TypeError):
@@ -201,9 +201,9 @@ def _verdict(metrics_json):
     if verdict["kept"]:
         return f" Best validation macro-F1: {scores}, so the whole model was kept."
     return (
-        f" Best validation macro-F1: {scores}. The rest of the model did not beat the wide "
+        f" Best validation macro-F1: {scores}. The rest of the model did worse than the wide "
         "path, so its logits were set to zero: this model is the wide path alone "
-        "(training.deep_must_beat_wide)."
+        "(training.drop_deep_if_worse)."
     )
 
 

@@ -204,11 +204,11 @@ def _wide_features(batches, model):
 
 
 def keep_deep_path_if_better(model_file, folder, verbose=0, monitor=MONITOR):
-    """After both stages: the rest of the model stays only if it beat the wide path on val.
+    """After both stages: drops the rest of the model if it did worse on val than the wide path.
 
     Compares the best `monitor` value of the first stage (`wide_history.csv`)
     with the second's (`history.csv`), both on the validation split. If the
-    second is not higher, the heads' own kernels and biases in `model_file`
+    second is lower, the heads' own kernels and biases in `model_file`
     are set to zero, so the deep path adds nothing to the logits and the
     saved model predicts exactly as the wide path alone did at its best
     epoch; the run says so. A linear model that val prefers is kept instead
@@ -235,7 +235,7 @@ def keep_deep_path_if_better(model_file, folder, verbose=0, monitor=MONITOR):
     deep = _best(folder / "history.csv", monitor)
     if wide is None or deep is None:
         return None
-    kept = deep > wide
+    kept = deep >= wide  # a tie keeps the model the user asked for
     if not kept:
         model = keras.saving.load_model(model_file)
         silence_deep_path(model)
@@ -247,9 +247,9 @@ def keep_deep_path_if_better(model_file, folder, verbose=0, monitor=MONITOR):
             + (
                 "Keeping the whole model."
                 if kept
-                else "The rest of the model did not beat the wide path, so its logits are "
+                else "The rest of the model did worse than the wide path, so its logits are "
                 "set to zero: the saved model is the wide path alone "
-                "(training.deep_must_beat_wide)."
+                "(training.drop_deep_if_worse)."
             )
         )
     return {"wide": round(wide, 6), "deep": round(deep, 6), "kept": kept}
