@@ -18,8 +18,7 @@ from multimodal_tf.models.task import (
     _multi_label_heads,
 )
 from multimodal_tf.models.text_encoder import get_text_encoder
-from multimodal_tf.models.wide_image_logits import WideImageLogits
-from multimodal_tf.models.wide_text_logits import WideTextLogits
+from multimodal_tf.models.wide_model import WideModel, build_wide_model, wide_path_layers
 
 MODALITIES = ("text", "image")
 
@@ -212,25 +211,9 @@ class MultimodalClassifier(ClassificationTask, StrategyAwareFit, keras.Model):
             )
             for name, names in heads_classes.items()
         }
-        wide_layers = {}
-        if wide:
-            wide_layers = {
-                name: WideTextLogits(
-                    preprocessor.vocabulary_size,
-                    len(names),
-                    idf_weights=preprocessor.idf_weights,
-                    num_word_features=preprocessor.num_word_features,
-                    l2=wide_l2,
-                    name=f"{name}_wide",
-                )
-                for name, names in heads_classes.items()
-            }
-        wide_image_layers = {}
-        if wide_image:
-            wide_image_layers = {
-                name: WideImageLogits(len(names), l2=wide_l2, name=f"{name}_wide_image")
-                for name, names in heads_classes.items()
-            }
+        wide_layers, wide_image_layers = wide_path_layers(
+            heads_classes, preprocessor, wide, wide_image, wide_l2
+        )
 
         # === Functional Model ===
         inputs, sequences, masks, present = {}, [], [], []
@@ -336,25 +319,7 @@ class MultimodalClassifier(ClassificationTask, StrategyAwareFit, keras.Model):
         """
         if not self.wide:
             raise ValueError("`wide_model()` needs a model built with `wide=True`.")
-        token_ids = keras.Input(
-            (self.preprocessor.sequence_length,), dtype="int32", name="token_ids"
-        )
-        inputs = {"token_ids": token_ids}
-        if self.wide_image:
-            image = keras.Input((*self.preprocessor.image_size, 3), dtype="float32", name="image")
-            present = keras.Input((), dtype="float32", name="image_present")
-            inputs.update(image=image, image_present=present)
-            _, pooled = self.image_encoder(image, return_pooled=True)
-        outputs = {}
-        for name in self.head_names:
-            logits = self.get_layer(f"{name}_wide")(token_ids)
-            if self.wide_image:
-                logits = logits + self.get_layer(f"{name}_wide_image")(pooled, present)
-            activation = "sigmoid" if self.is_multi_label(name) else "softmax"
-            outputs[name] = keras.layers.Activation(activation, name=name)(logits)
-        if not isinstance(self.class_names, dict):
-            outputs = outputs[DEFAULT_HEAD]
-        return WideModel(inputs, outputs, name=f"{self.name}_wide")
+        return build_wide_model(self)
 
     @property
     def input_names_used(self):
@@ -409,32 +374,6 @@ class MultimodalClassifier(ClassificationTask, StrategyAwareFit, keras.Model):
         return model
 
 
-@keras.saving.register_keras_serializable(package="multimodal_tf")
-class WideModel(StrategyAwareFit, keras.Model):
-    """A functional model that fits under every `tf.distribute` strategy: `wide_model()`'s type.
-
-    It takes the same arguments as a functional `keras.Model`; `StrategyAwareFit`
-    lets it train under `MultiWorkerMirroredStrategy` as the classifier does.
-    Only its `WideTextLogits` and `WideImageLogits` train: an image encoder it
-    reads pooled features from keeps its weights.
-    """
-
-    @property
-    def trainable_weights(self):
-        if not self.trainable:
-            return []
-        return [
-            weight
-            for layer in self.layers
-            if isinstance(layer, (WideTextLogits, WideImageLogits))
-            for weight in layer.trainable_weights
-        ]
-
-    @property
-    def trainable_variables(self):
-        return self.trainable_weights
-
-
 def _layer(value):
     if isinstance(value, dict):
         return keras.layers.deserialize(value)
@@ -447,4 +386,4 @@ def _serialize(layer):
     return None if layer is None else keras.layers.serialize(layer)
 
 
-__all__ = ["DEFAULT_HEAD", "FUSIONS", "MODALITIES", "MultimodalClassifier"]
+__all__ = ["DEFAULT_HEAD", "FUSIONS", "MODALITIES", "MultimodalClassifier", "WideModel"]

@@ -17,6 +17,8 @@ import keras
 
 BACKUP_DIR = "backup"
 MONITOR = "val_macro_f1"
+#: The `CSVLogger` epoch log of a run (or ensemble member) folder.
+HISTORY_FILE = "history.csv"
 
 
 class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
@@ -120,6 +122,27 @@ class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
             self.best, self.wait = self.resumed_best, self.resumed_wait
 
 
+def read_history(path):
+    """The numeric columns of a Keras `CSVLogger` file, `{name: [values]}`; `{}` if absent.
+
+    Example:
+    >>> read_history("runs/demo/history.csv")["val_loss"][:2]  # doctest: +SKIP
+    [0.69, 0.52]
+    """
+    path = Path(path)
+    if not path.is_file():
+        return {}
+    with path.open(newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    columns = {}
+    for name in rows[0] if rows else []:
+        try:
+            columns[name] = [float(row[name]) for row in rows]
+        except (TypeError, ValueError):
+            continue  # a column that is not numeric
+    return columns
+
+
 def resume_state(history_csv, initial_epoch, monitor=MONITOR):
     """Reads the epoch log of an interrupted run and trims it to the finished epochs.
 
@@ -171,11 +194,11 @@ def training_callbacks(run_dir, patience, model_file, tensorboard=True):
     """
     run_dir = Path(run_dir)
     initial_epoch = AtomicBackupAndRestore.saved_epoch(run_dir / BACKUP_DIR)
-    best, wait = resume_state(run_dir / "history.csv", initial_epoch)
+    best, wait = resume_state(run_dir / HISTORY_FILE, initial_epoch)
     # Order matters when a kill lands between them: the epoch's row is logged
     # before its model is saved, and both before the backup says it is done.
     callbacks = [
-        keras.callbacks.CSVLogger(run_dir / "history.csv", append=initial_epoch > 0),
+        keras.callbacks.CSVLogger(run_dir / HISTORY_FILE, append=initial_epoch > 0),
         AtomicModelCheckpoint(run_dir / model_file, initial_value_threshold=best),
         ResumableEarlyStopping(patience, best=best, wait=wait),
     ]

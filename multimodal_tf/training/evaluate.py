@@ -17,6 +17,7 @@ from multimodal_tf.training.metrics import (
 )
 
 MODEL_FILE = "model.keras"
+METRICS_FILE = "metrics.json"
 
 
 def evaluate_dataset(model, dataset):

@@ -13,10 +13,10 @@ from multimodal_tf.config import RunConfig, load_config, save_config
 from multimodal_tf.data.source import TrainingData
 from multimodal_tf.errors import ConfigError
 from multimodal_tf.models.classifier import DEFAULT_HEAD, MultimodalClassifier
-from multimodal_tf.training.callbacks import BACKUP_DIR, training_callbacks
+from multimodal_tf.training.callbacks import BACKUP_DIR, HISTORY_FILE, training_callbacks
 from multimodal_tf.training.distribute import every_worker_sees_all, make_strategy, shard_by_data
 from multimodal_tf.training.ensemble import fit_ensemble, member_dir
-from multimodal_tf.training.evaluate import MODEL_FILE, evaluate_dataset
+from multimodal_tf.training.evaluate import METRICS_FILE, MODEL_FILE, evaluate_dataset
 from multimodal_tf.training.metrics import (
     plot_confusion_matrix,
 )
@@ -25,8 +25,6 @@ from multimodal_tf.training.report import write_report
 from multimodal_tf.training.run_model import adapted_preprocessor, compiled_model, run_class_weights
 from multimodal_tf.training.thresholds import tune_thresholds
 from multimodal_tf.training.wide_first import keep_deep_path_if_better
-
-METRICS_FILE = "metrics.json"
 
 
 @dataclasses.dataclass
@@ -261,7 +259,7 @@ def _write_report(run_dir, model, source, batch_size):
         source.splits[split],
         split=split,
         batch_size=batch_size,
-        history_csv=history and history / "history.csv",
+        history_csv=history and history / HISTORY_FILE,
     )
 
 

@@ -1,6 +1,5 @@
 """A run's report: figures as PNGs and one self-contained HTML page to look at."""
 
-import csv
 import html
 import json
 from pathlib import Path
@@ -14,7 +13,8 @@ from multimodal_tf.training.attention_maps import (
     attention_unavailable,
     choose_samples,
 )
-from multimodal_tf.training.evaluate import predict_records
+from multimodal_tf.training.callbacks import HISTORY_FILE, read_history
+from multimodal_tf.training.evaluate import METRICS_FILE, predict_records
 from multimodal_tf.training.metrics import (
     classification_metrics,
     multilabel_metrics,
@@ -99,12 +99,12 @@ def write_report(
         labels = [names[i] for i in targets.argmax(axis=1)], [names[i] for i in predicted]
 
     body = [_summary(model, metrics, split, len(records))]
-    history = Path(history_csv or run_dir / "history.csv")
+    history = Path(history_csv or run_dir / HISTORY_FILE)
     wide_history = history.parent / WIDE_HISTORY_FILE
     staged = wide_history.is_file()
     body.append("<h2>Training curves</h2>")
     if staged:
-        body.append(html_page.note(WIDE_NOTE + _verdict(history.parent / "metrics.json")))
+        body.append(html_page.note(WIDE_NOTE + _verdict(history.parent / METRICS_FILE)))
         body.append(_curves(wide_history, figures / "wide_training_curves.png", "first stage: "))
     body.append(
         _curves(history, figures / "training_curves.png", "second stage: " if staged else "")
@@ -161,27 +161,6 @@ ATTENTION_NOTE = (
     "carries context from its neighbours: read the weights as where the model looked, not "
     "as a full explanation of its decision."
 )
-
-
-def read_history(path):
-    """The numeric columns of a Keras `CSVLogger` file, `{name: [values]}`; `{}` if absent.
-
-    Example:
-    >>> read_history("runs/demo/history.csv")["val_loss"][:2]  # doctest: +SKIP
-    [0.69, 0.52]
-    """
-    path = Path(path)
-    if not path.is_file():
-        return {}
-    with path.open(newline="", encoding="utf-8") as handle:
-        rows = list(csv.DictReader(handle))
-    columns = {}
-    for name in rows[0] if rows else []:
-        try:
-            columns[name] = [float(row[name]) for row in rows]
-        except (TypeError, ValueError):
-            continue  # a column that is not numeric
-    return columns
 
 
 WIDE_NOTE = (

@@ -8,13 +8,12 @@ own best validation epoch, and freezing it gives the deep path a strong
 linear model to add to (docs/defaults.md, "Session 11").
 """
 
-import csv
 from pathlib import Path
 
 import keras
 import tensorflow as tf
 
-from multimodal_tf.training.callbacks import MONITOR
+from multimodal_tf.training.callbacks import HISTORY_FILE, MONITOR, read_history
 
 #: The first stage's epoch log in a run (or ensemble member) folder.
 WIDE_HISTORY_FILE = "wide_history.csv"
@@ -232,7 +231,7 @@ def keep_deep_path_if_better(model_file, folder, verbose=0, monitor=MONITOR):
     """
     folder = Path(folder)
     wide = _best(folder / WIDE_HISTORY_FILE, monitor)
-    deep = _best(folder / "history.csv", monitor)
+    deep = _best(folder / HISTORY_FILE, monitor)
     if wide is None or deep is None:
         return None
     kept = deep >= wide  # a tie keeps the model the user asked for
@@ -264,9 +263,4 @@ def silence_deep_path(model):
 
 
 def _best(history_csv, monitor):
-    if not Path(history_csv).is_file():
-        return None
-    with open(history_csv, newline="") as handle:
-        values = [row.get(monitor) for row in csv.DictReader(handle)]
-    values = [float(value) for value in values if value not in (None, "")]
-    return max(values) if values else None
+    return max(read_history(history_csv).get(monitor, []), default=None)

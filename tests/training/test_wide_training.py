@@ -173,7 +173,7 @@ def test_a_resumed_run_keeps_the_wide_path_it_trained_first(
 
 
 def test_the_wide_model_is_a_keras_model_that_saves(tmp_path):
-    from multimodal_tf.models.classifier import WideModel
+    from multimodal_tf.models.wide_model import WideModel
     from tests.models.test_classifier import features, tiny_model
 
     model = tiny_model(text_encoder="bag", wide=True)
