@@ -96,6 +96,11 @@ class BaseImageEncoder(keras.layers.Layer):
         tokens = self.projection(tokens) + self.position_embedding
         return (tokens, pooled) if return_pooled else tokens
 
+    @property
+    def pooled_dim(self):
+        """Width of `call(..., return_pooled=True)`'s pooled features (after `build`)."""
+        return 2 * self._channels
+
     def compute_output_shape(self, input_shape):
         return (input_shape[0], self.grid_size**2, self.hidden_dim)
 
@@ -103,7 +108,7 @@ class BaseImageEncoder(keras.layers.Layer):
         tokens = keras.KerasTensor(self.compute_output_shape(images.shape), self.compute_dtype)
         if not return_pooled:
             return tokens
-        pooled = (images.shape[0], 2 * self._channels)  # build() ran first
+        pooled = (images.shape[0], self.pooled_dim)  # build() ran first
         return tokens, keras.KerasTensor(pooled, self.compute_dtype)
 
     def get_config(self):

@@ -300,7 +300,7 @@ class MultimodalClassifier(ClassificationTask, StrategyAwareFit, keras.Model):
         suffixes = ("_wide", "_wide_image") if self.wide_image else ("_wide",)
         return [f"{name}{suffix}" for name in self.head_names for suffix in suffixes]
 
-    def wide_model(self):
+    def wide_model(self, pooled_features=False):
         """The linear path alone, as a Keras model sharing this model's wide layers.
 
         Token ids in (and, with `wide_image`, the image and `image_present`),
@@ -312,6 +312,12 @@ class MultimodalClassifier(ClassificationTask, StrategyAwareFit, keras.Model):
         `train()` does that first with `training.wide_epochs`, then freezes
         the path and trains the rest.
 
+        Args:
+            pooled_features: bool. With `wide_image`, the model takes the
+                image encoder's pooled features (input `"image_pooled"`,
+                `[batch, image_encoder.pooled_dim]`) instead of the image, as
+                `train()` does when it computes them once for every epoch.
+
         Example:
         >>> linear = model.wide_model()  # doctest: +SKIP
         >>> linear.compile("adam", model.default_loss(), metrics=model.default_metrics())
@@ -319,7 +325,7 @@ class MultimodalClassifier(ClassificationTask, StrategyAwareFit, keras.Model):
         """
         if not self.wide:
             raise ValueError("`wide_model()` needs a model built with `wide=True`.")
-        return build_wide_model(self)
+        return build_wide_model(self, pooled_features)
 
     @property
     def input_names_used(self):

@@ -34,11 +34,18 @@ class WideModel(StrategyAwareFit, keras.Model):
         return self.trainable_weights
 
 
-def build_wide_model(classifier):
+#: The input name of the backbone's pooled image features in `wide_model(pooled_features=True)`.
+POOLED_FEATURES = "image_pooled"
+
+
+def build_wide_model(classifier, pooled_features=False):
     """`classifier.wide_model()`: a `WideModel` sharing the classifier's wide layers.
 
     Args:
         classifier: `MultimodalClassifier` built with `wide=True`.
+        pooled_features: bool. With `wide_image`, take the image encoder's
+            pooled features (`POOLED_FEATURES`, `[batch, pooled_dim]`) as an
+            input instead of the image, so they can be computed once and cached.
 
     Example:
     >>> linear = build_wide_model(model)  # doctest: +SKIP
@@ -48,10 +55,16 @@ def build_wide_model(classifier):
     )
     inputs = {"token_ids": token_ids}
     if classifier.wide_image:
-        image = keras.Input((*classifier.preprocessor.image_size, 3), dtype="float32", name="image")
         present = keras.Input((), dtype="float32", name="image_present")
-        inputs.update(image=image, image_present=present)
-        _, pooled = classifier.image_encoder(image, return_pooled=True)
+        encoder = classifier.image_encoder
+        if pooled_features:
+            pooled = keras.Input((encoder.pooled_dim,), dtype="float32", name=POOLED_FEATURES)
+            inputs.update({POOLED_FEATURES: pooled, "image_present": present})
+        else:
+            size = classifier.preprocessor.image_size
+            image = keras.Input((*size, 3), dtype="float32", name="image")
+            inputs.update(image=image, image_present=present)
+            _, pooled = encoder(image, return_pooled=True)
     outputs = {}
     for name in classifier.head_names:
         logits = classifier.get_layer(f"{name}_wide")(token_ids)

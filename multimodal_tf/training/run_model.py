@@ -7,6 +7,7 @@ trial, in one place, so the two train alike.
 import dataclasses
 
 import keras
+import tensorflow as tf
 
 from multimodal_tf.data.balance import class_weights
 from multimodal_tf.models.classifier import MultimodalClassifier
@@ -123,6 +124,8 @@ def compiled_model(
         folder,
         resumed=resumed,
         verbose=verbose,
+        batch_size=config.data.batch_size * tf.distribute.get_strategy().num_replicas_in_sync,
+        cache_bytes=config.data.cache_decoded_images_mb * 2**20,
     )
     model.compile(
         learning_rate=learning_rate(training, steps),

@@ -13,6 +13,7 @@ from pathlib import Path
 import keras
 import tensorflow as tf
 
+from multimodal_tf.models.wide_model import POOLED_FEATURES
 from multimodal_tf.training.callbacks import HISTORY_FILE, MONITOR, read_history
 
 #: The first stage's epoch log in a run (or ensemble member) folder.
@@ -27,6 +28,8 @@ def train_wide_path(
     folder=None,
     resumed=False,
     verbose=0,
+    batch_size=None,
+    cache_bytes=0,
 ):
     """`training.wide_epochs` for one run: the wide path first, as `train()` and `tune()` do.
 
@@ -45,6 +48,9 @@ def train_wide_path(
         folder: Path or None. The run folder: `wide_history.csv` goes there.
         resumed: bool. The run resumes from its backup.
         verbose: int. Keras `fit` verbosity; > 0 also prints what the stage did.
+        batch_size: int or None. Rows per batch of `batches`; needed to cache
+            the backbone's pooled features (see `fit_wide_first`).
+        cache_bytes: int. Memory the cached pooled features may take.
 
     Returns:
         `fit_wide_first()`'s dict, or None if nothing was trained.
@@ -76,6 +82,8 @@ def train_wide_path(
         class_weight=class_weight,
         log_file=None if folder is None else Path(folder) / WIDE_HISTORY_FILE,
         verbose=verbose,
+        batch_size=batch_size,
+        cache_bytes=cache_bytes,
     )
     if verbose:
         print(
@@ -97,6 +105,8 @@ def fit_wide_first(
     log_file=None,
     monitor=MONITOR,
     verbose=1,
+    batch_size=None,
+    cache_bytes=0,
 ):
     """Fits `model.wide_model()` alone, keeps its best val epoch and freezes it.
 
@@ -106,6 +116,13 @@ def fit_wide_first(
     weights of that epoch are kept. Its `WideTextLogits` layers are then
     non-trainable, so compile `model` afterwards: its next `fit` trains the
     deep path around the fixed linear one.
+
+    With `model.wide_image`, the frozen image encoder's pooled features do
+    not change from epoch to epoch: given `batch_size`, and if they fit in
+    `cache_bytes` (under the default `tf.distribute` strategy), they are
+    computed once, in the first epoch, and kept in memory with the token ids
+    (`pooled_batches`); the rows are reshuffled every epoch. Otherwise the
+    encoder runs over every batch of every epoch.
 
     Args:
         model: `MultimodalClassifier` built with `wide=True`.
@@ -123,6 +140,9 @@ def fit_wide_first(
         log_file: str, Path or None. A CSV log of the linear path's epochs.
         monitor: str. The validation metric that picks the epoch.
         verbose: int. Keras `fit` verbosity.
+        batch_size: int or None. Rows per batch of `train_batches`: the
+            cached rows are batched again at this size. None: no cache.
+        cache_bytes: int. Memory the cached features of both splits may take.
 
     Returns:
         dict: the best epoch (`epoch`, counted from 1) and its validation logs.
@@ -134,9 +154,15 @@ def fit_wide_first(
     >>> model.compile()  # now the deep path, around the frozen linear one
     >>> model.fit(train, validation_data=val, epochs=30)
     """
-    linear = model.wide_model()
+    pooled = model.wide_image and _fits_cache(
+        model, [train_batches, val_batches], batch_size, cache_bytes
+    )
+    if pooled:
+        train_batches = pooled_batches(train_batches, model, batch_size, shuffle=True)
+        val_batches = pooled_batches(val_batches, model, batch_size)
+    linear = model.wide_model(pooled_features=pooled)
     if model.wide_image:
-        adapt_wide_image(model, train_batches)
+        adapt_wide_image(model, train_batches, pooled=pooled)
     linear.compile(
         keras.optimizers.Adam(learning_rate),
         model.default_loss(label_smoothing),
@@ -149,8 +175,8 @@ def fit_wide_first(
     if log_file is not None:
         callbacks.insert(0, keras.callbacks.CSVLogger(str(log_file)))
     history = linear.fit(
-        _wide_features(train_batches, model),
-        validation_data=_wide_features(val_batches, model),
+        _wide_features(train_batches, model, pooled),
+        validation_data=_wide_features(val_batches, model, pooled),
         epochs=epochs,
         class_weight=class_weight,
         callbacks=callbacks,
@@ -168,23 +194,27 @@ def freeze_wide(model):
         model.get_layer(name).trainable = False
 
 
-def adapt_wide_image(model, batches):
+def adapt_wide_image(model, batches, pooled=False):
     """Sets every `WideImageLogits`' mean and variance from one pass over `batches`' images.
 
     The features are the image encoder's pooled feature map of the images as
-    they are (no augmentation); rows without an image are left out.
+    they are (no augmentation); rows without an image are left out. With
+    `pooled`, the batches already hold them (`pooled_batches`).
     """
     encoder = model.image_encoder
 
     @tf.function
-    def pooled(images):
+    def pool(images):
         return encoder(images, return_pooled=True)[1]
 
     def features():
         for batch in batches:
             present = batch[0]["image_present"].numpy() > 0.5
             if present.any():
-                yield pooled(batch[0]["image"]).numpy()[present]
+                if pooled:
+                    yield batch[0][POOLED_FEATURES].numpy()[present]
+                else:
+                    yield pool(batch[0]["image"]).numpy()[present]
 
     layers = [model.get_layer(f"{name}_wide_image") for name in model.head_names]
     layers[0].adapt(features())
@@ -193,8 +223,63 @@ def adapt_wide_image(model, batches):
         layer.variance.assign(layers[0].variance)
 
 
-def _wide_features(batches, model):
-    names = ["token_ids", "image", "image_present"] if model.wide_image else ["token_ids"]
+def pooled_batches(batches, model, batch_size, shuffle=False):
+    """`batches` with each image replaced by the frozen encoder's pooled features, cached.
+
+    The encoder runs over the images once, batched, in the first pass; from
+    then on the rows (`token_ids`, `POOLED_FEATURES`, `image_present`, the
+    labels and any sample weights) come from memory, reshuffled every pass
+    with `shuffle`, in batches of `batch_size`. The images are not augmented,
+    as in `wide_model()`.
+
+    Args:
+        batches: tf.data.Dataset of `(features, labels[, sample_weights])`.
+        model: `MultimodalClassifier` with `wide_image`.
+        batch_size: int. Rows per batch of `batches` (all but the last), and
+            of the result.
+        shuffle: bool. Reshuffle the rows every pass (training batches).
+
+    Example:
+    >>> train = pooled_batches(train_batches, model, 32, shuffle=True)  # doctest: +SKIP
+    >>> model.wide_model(pooled_features=True).fit(train, epochs=10)  # doctest: +SKIP
+    """
+    encoder = model.image_encoder
+
+    def pool(features, *rest):
+        kept = {
+            "token_ids": features["token_ids"],
+            POOLED_FEATURES: encoder(features["image"], return_pooled=True)[1],
+            "image_present": features["image_present"],
+        }
+        return (kept, *rest)
+
+    rows = batches.map(pool).unbatch().cache()
+    if shuffle:
+        size = int(batches.cardinality()) * batch_size
+        rows = rows.shuffle(size, reshuffle_each_iteration=True)
+    rows = rows.batch(batch_size)
+    if int(batches.cardinality()) >= 0:
+        # Same rows, same batch size: as many batches. Keras then knows an
+        # epoch's length up front instead of warning that the data ran out.
+        rows = rows.apply(tf.data.experimental.assert_cardinality(batches.cardinality()))
+    return rows.prefetch(tf.data.AUTOTUNE)
+
+
+def _fits_cache(model, datasets, batch_size, cache_bytes):
+    """Whether `pooled_batches` of `datasets` fit in `cache_bytes` (at most, by cardinality)."""
+    if not batch_size or tf.distribute.has_strategy():
+        return False
+    counts = [int(dataset.cardinality()) for dataset in datasets]
+    if min(counts) < 0:  # unknown or infinite
+        return False
+    row = 4 * (model.preprocessor.sequence_length + model.image_encoder.pooled_dim + 1)
+    return sum(counts) * batch_size * row <= cache_bytes
+
+
+def _wide_features(batches, model, pooled=False):
+    names = ["token_ids"]
+    if model.wide_image:
+        names += [POOLED_FEATURES if pooled else "image", "image_present"]
 
     def select(features, *rest):
         return ({name: features[name] for name in names}, *rest)

@@ -236,6 +236,77 @@ def test_with_backbone_weights_the_wide_path_reads_pooled_image_features_and_ser
     run_export_test(model, texts, images, tmp_path)
 
 
+def test_the_first_stage_computes_the_frozen_backbones_features_once_when_they_fit(
+    tiny_manifest, tiny_config, tmp_path, monkeypatch
+):
+    from multimodal_tf.data.source import TrainingData
+    from multimodal_tf.training import wide_first
+    from multimodal_tf.training.run_model import adapted_preprocessor, build_model
+
+    config = _wide_image_config(tiny_config, _local_backbone_file(tmp_path))
+    source = TrainingData.load(tiny_manifest, config.data, tmp_path, verbose=0)
+    preprocessor = adapted_preprocessor(config, source.train_texts())
+    names = source.class_names
+
+    def batches(split):
+        return source.dataset(split, preprocessor, names, 8, split == "train", 1)
+
+    def first_stage(cache_bytes):
+        keras.utils.set_random_seed(1)
+        model = build_model(config.model, names, preprocessor)
+        calls = []
+        encoder_call = type(model.image_encoder).call
+
+        def counting_call(self, images, *args, **kwargs):
+            calls.append(1)  # once per trace or eager call
+            return encoder_call(self, images, *args, **kwargs)
+
+        monkeypatch.setattr(type(model.image_encoder), "call", counting_call)
+        best = fit_wide_first(
+            model,
+            batches("train"),
+            batches("val"),
+            epochs=3,
+            patience=3,
+            learning_rate=0.01,
+            verbose=0,
+            batch_size=8,
+            cache_bytes=cache_bytes,
+        )
+        monkeypatch.undo()
+        return model, best, len(calls)
+
+    streamed, _, streamed_calls = first_stage(cache_bytes=0)
+    cached, best, cached_calls = first_stage(cache_bytes=2**30)
+    # Cached: the encoder is traced once per split's pipeline (and once for the
+    # standardization's pass, which fills the training cache), not run per epoch.
+    assert cached_calls < streamed_calls
+    layer = cached.get_layer("label_wide_image")
+    for name in ("mean", "variance"):  # statistics do not depend on the rows' order
+        np.testing.assert_allclose(
+            getattr(layer, name).numpy(),
+            getattr(streamed.get_layer("label_wide_image"), name).numpy(),
+            rtol=1e-4,
+            atol=1e-5,
+        )
+    # The model over cached features is the linear path over images: same weights.
+    linear = cached.wide_model()
+    linear.compile(loss=cached.default_loss(), metrics=cached.default_metrics())
+    select = ["token_ids", "image", "image_present"]
+    val = batches("val").map(lambda f, y: ({name: f[name] for name in select}, y))
+    again = linear.evaluate(val, return_dict=True, verbose=0)
+    assert again["macro_f1"] == pytest.approx(best["val_macro_f1"], abs=1e-5)
+    rows = wide_first.pooled_batches(batches("val"), cached, 8)
+    features, _ = next(iter(rows))
+    images = next(iter(batches("val")))[0]["image"]
+    np.testing.assert_allclose(
+        features["image_pooled"].numpy(),
+        cached.image_encoder(images, return_pooled=True)[1].numpy(),
+        rtol=1e-4,
+        atol=1e-4,
+    )
+
+
 def test_wide_image_needs_backbone_weights_and_a_wide_path(tiny_config, tmp_path):
     from multimodal_tf.models.classifier import MultimodalClassifier
     from multimodal_tf.training.run_model import build_model
