@@ -89,6 +89,7 @@ def compiled_model(
     folder=None,
     resumed=False,
     verbose=0,
+    wide_result=None,
 ):
     """The run's model ready to `fit`: built, its wide path trained first, compiled.
 
@@ -107,6 +108,9 @@ def compiled_model(
         folder: Path or None. Run folder for `wide_history.csv`.
         resumed: bool. The run resumes from its backup.
         verbose: int.
+        wide_result: dict or None. If given, filled with the first stage's
+            best epoch and its validation logs (`fit_wide_first()`'s dict),
+            if that stage trained.
     """
     training = config.training
     model = build_model(
@@ -116,7 +120,7 @@ def compiled_model(
         multi_label=config.data.multi_label,
         num_train=num_train,
     )
-    train_wide_path(
+    best = train_wide_path(
         model,
         training,
         wide_batches,
@@ -127,6 +131,8 @@ def compiled_model(
         batch_size=config.data.batch_size * tf.distribute.get_strategy().num_replicas_in_sync,
         cache_bytes=config.data.cache_decoded_images_mb * 2**20,
     )
+    if wide_result is not None and best is not None:
+        wide_result.update(best)
     model.compile(
         learning_rate=learning_rate(training, steps),
         weight_decay=training.weight_decay,

@@ -67,7 +67,9 @@ def tune(manifest, config=None, trials=10, output_dir="runs/tune", search_space=
 
     The data is validated and split once and the preprocessor adapted once on
     the training texts; every trial trains a fresh model on the `train` split
-    with the config's early stopping and scores its best epoch on `val`. The
+    with the config's early stopping and scores its best epoch on `val` (with
+    `training.drop_deep_if_worse`, the first stage's best when that is higher:
+    the model `train()` would keep). The
     `test` split is never read. Each trial starts from `training.seed` (same
     initial weights and batch order as `train`), so trials differ by their
     hyperparameters only and `train` with `best_config.yaml` repeats the best one.
@@ -114,9 +116,12 @@ def tune(manifest, config=None, trials=10, output_dir="runs/tune", search_space=
     steps = math.ceil(len(source.train_labels()) / data.batch_size) * training.epochs
     weights = run_class_weights(config, source.train_labels(), class_names)
 
+    wide_best = {}  # the current trial's first stage, for drop_deep_if_worse
+
     def build(hp):
         trial_config = _apply(config, _sample(hp, space))
         keras.utils.set_random_seed(training.seed)
+        wide_best.clear()
         # As train() builds each member: the wide path first, the trial's learning rate.
         return compiled_model(
             trial_config,
@@ -125,6 +130,7 @@ def tune(manifest, config=None, trials=10, output_dir="runs/tune", search_space=
             len(source.train_labels()),
             steps,
             weights,
+            wide_result=wide_best,
             wide_batches=lambda text_only: (
                 dataset("train", shuffle=True, text_only=text_only),
                 dataset("val", text_only=text_only),
@@ -146,6 +152,7 @@ def tune(manifest, config=None, trials=10, output_dir="runs/tune", search_space=
     tuner = _Tuner(
         build,
         lambda: dataset("train", shuffle=True),
+        wide_best if training.drop_deep_if_worse else None,
         objective=keras_tuner.Objective(OBJECTIVE, direction="max"),
         max_trials=trials,
         seed=training.seed,
@@ -185,11 +192,17 @@ def tune(manifest, config=None, trials=10, output_dir="runs/tune", search_space=
 
 
 class _Tuner(keras_tuner.RandomSearch):
-    """`RandomSearch` that gives each trial a fresh training set and records its time."""
+    """`RandomSearch` that gives each trial a fresh training set and records its time.
 
-    def __init__(self, hypermodel, train_data, **kwargs):
+    With `wide_best` (the dict `build` fills with the trial's first stage, when
+    `training.drop_deep_if_worse` is on), a trial scores as `train()` would
+    keep its model: the linear path's best val macro-F1 if the whole model's
+    best is lower, else the whole model's.
+    """
+
+    def __init__(self, hypermodel, train_data, wide_best=None, **kwargs):
         super().__init__(hypermodel, **kwargs)
-        self.train_data, self.stats = train_data, {}
+        self.train_data, self.wide_best, self.stats = train_data, wide_best, {}
 
     def run_trial(self, trial, *args, **kwargs):
         started = time.perf_counter()
@@ -197,6 +210,9 @@ class _Tuner(keras_tuner.RandomSearch):
         histories = super().run_trial(trial, self.train_data(), *args, **kwargs)
         epochs = len(histories[-1].history[OBJECTIVE])
         self.stats[trial.trial_id] = (epochs, round(time.perf_counter() - started, 2))
+        wide = (self.wide_best or {}).get(OBJECTIVE)
+        if wide is not None and wide > max(histories[-1].history[OBJECTIVE]):
+            return float(wide)  # train() would drop the deep path and keep the linear one
         return histories
 
 

@@ -54,12 +54,12 @@ def test_tune_writes_trials_and_a_trainable_best_config(tiny_manifest, tiny_conf
     assert best.model.fusion == best_row["fusion"]
     assert best.training.learning_rate == float(best_row["learning_rate"])
 
-    # Same seed, weights and batch order: training the best config repeats the best trial.
+    # Same seed, weights and batch order: training the best config repeats the best
+    # trial, and the trial scored the model train() keeps (drop_deep_if_worse).
     trained = train(tiny_manifest, best, tmp_path / "run", verbose=0)
     assert trained.model.fusion.name == "fusion"
-    with (tmp_path / "run" / "history.csv").open(newline="") as handle:
-        history = [float(row["val_macro_f1"]) for row in csv.DictReader(handle)]
-    assert max(history) == pytest.approx(result.best_score, abs=1e-6)
+    verdict = trained.metrics["deep_path"]
+    assert max(verdict["wide"], verdict["deep"]) == pytest.approx(result.best_score, abs=1e-5)
 
 
 def test_unknown_search_space_key_names_the_allowed_ones(tiny_manifest, tiny_config, tmp_path):
@@ -88,3 +88,29 @@ def test_default_space_fits_the_model(tiny_config):
     assert "embedding_dim" not in space and "lstm_units" not in space
     with pytest.raises(ConfigError, match="'lstm_units' has no effect"):
         tune("unused.csv", tiny_config, search_space={"lstm_units": [8]})
+
+
+@pytest.mark.parametrize("wide, score", [(0.7, 0.7), (0.5, None), (None, None)])
+def test_a_trial_scores_the_model_train_would_keep(monkeypatch, tmp_path, wide, score):
+    # With drop_deep_if_worse, train() keeps the linear path alone when the whole
+    # model's best val macro-F1 is lower; a trial is scored on that same model.
+    from types import SimpleNamespace
+
+    import keras_tuner
+
+    from multimodal_tf.training.tune import OBJECTIVE, _Tuner
+
+    history = SimpleNamespace(history={OBJECTIVE: [0.5, 0.6, 0.55]})
+    monkeypatch.setattr(keras_tuner.RandomSearch, "run_trial", lambda *args, **kwargs: [history])
+    tuner = _Tuner(
+        lambda hp: None,
+        lambda: None,
+        {} if wide is None else {OBJECTIVE: wide},
+        objective=keras_tuner.Objective(OBJECTIVE, direction="max"),
+        max_trials=1,
+        directory=tmp_path,
+        project_name="tuner",
+    )
+    result = tuner.run_trial(SimpleNamespace(trial_id="0"))
+    assert result == ([history] if score is None else score)
+    assert tuner.stats["0"][0] == 3
