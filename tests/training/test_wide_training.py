@@ -73,19 +73,10 @@ def _wide_config(config, wide_epochs=6):
 def test_fit_wide_first_keeps_its_best_epoch_and_the_deep_fit_leaves_it_alone(
     tiny_manifest, tiny_config, tmp_path
 ):
-    from multimodal_tf.data.source import TrainingData
-    from multimodal_tf.training.run_model import adapted_preprocessor, build_model
-
     config = _wide_config(tiny_config)
-    source = TrainingData.load(tiny_manifest, config.data, tmp_path, verbose=0)
-    preprocessor = adapted_preprocessor(config, source.train_texts())
-    names = source.class_names
-
-    def batches(split):
-        return source.dataset(split, preprocessor, names, 8, split == "train", 1)
-
+    batches, build = _first_stage_setup(tiny_manifest, config, tmp_path)
     keras.utils.set_random_seed(1)
-    model = build_model(config.model, names, preprocessor)
+    model = build()
     best = fit_wide_first(
         model,
         batches("train"),
@@ -115,6 +106,21 @@ def test_fit_wide_first_keeps_its_best_epoch_and_the_deep_fit_leaves_it_alone(
     np.testing.assert_array_equal(wide.kernel.numpy(), kernel)
     after = [v.numpy() for v in model.trainable_weights]
     assert any(not np.array_equal(a, b) for a, b in zip(after, deep, strict=True))
+
+
+def _first_stage_setup(manifest, config, folder):
+    """`(batches(split), build())`: batches of 8 and a fresh model, as `train()` makes them."""
+    from multimodal_tf.data.source import TrainingData
+    from multimodal_tf.training.run_model import adapted_preprocessor, build_model
+
+    source = TrainingData.load(manifest, config.data, folder, verbose=0)
+    preprocessor = adapted_preprocessor(config, source.train_texts())
+    names = source.class_names
+
+    def batches(split):
+        return source.dataset(split, preprocessor, names, 8, split == "train", 1)
+
+    return batches, lambda: build_model(config.model, names, preprocessor)
 
 
 def _token_ids(batches):
@@ -239,21 +245,14 @@ def test_with_backbone_weights_the_wide_path_reads_pooled_image_features_and_ser
 def test_the_first_stage_computes_the_frozen_backbones_features_once_when_they_fit(
     tiny_manifest, tiny_config, tmp_path, monkeypatch
 ):
-    from multimodal_tf.data.source import TrainingData
     from multimodal_tf.training import wide_first
-    from multimodal_tf.training.run_model import adapted_preprocessor, build_model
 
     config = _wide_image_config(tiny_config, _local_backbone_file(tmp_path))
-    source = TrainingData.load(tiny_manifest, config.data, tmp_path, verbose=0)
-    preprocessor = adapted_preprocessor(config, source.train_texts())
-    names = source.class_names
-
-    def batches(split):
-        return source.dataset(split, preprocessor, names, 8, split == "train", 1)
+    batches, build = _first_stage_setup(tiny_manifest, config, tmp_path)
 
     def first_stage(cache_bytes):
         keras.utils.set_random_seed(1)
-        model = build_model(config.model, names, preprocessor)
+        model = build()
         calls = []
         encoder_call = type(model.image_encoder).call
 
