@@ -118,11 +118,12 @@ def fit_wide_first(
     deep path around the fixed linear one.
 
     With `model.wide_image`, the frozen image encoder's pooled features do
-    not change from epoch to epoch: given `batch_size`, and if they fit in
-    `cache_bytes` (under the default `tf.distribute` strategy), they are
-    computed once, in the first epoch, and kept in memory with the token ids
-    (`pooled_batches`); the rows are reshuffled every epoch. Otherwise the
-    encoder runs over every batch of every epoch.
+    not change from epoch to epoch: given `batch_size`, if both datasets'
+    number of batches is known (`train()`'s are, on one worker) and their
+    features fit in `cache_bytes`, under the default `tf.distribute`
+    strategy, they are computed once, before the first epoch, and kept in
+    memory with the token ids (`pooled_batches`); the rows are reshuffled
+    every epoch. Otherwise the encoder runs over every batch of every epoch.
 
     Args:
         model: `MultimodalClassifier` built with `wide=True`.
