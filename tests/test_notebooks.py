@@ -78,6 +78,23 @@ def check_serving(notebook, workdir):
     assert (version_dir / "assets.extra" / "tf_serving_warmup_requests").is_file()
 
 
+def check_pretrained_backbone(notebook, workdir):
+    outputs = notebook_outputs(notebook)
+    assert "backbone weights:" in outputs and "deep_path: {'wide':" in outputs
+    assert "val macro-F1: linear path" in outputs
+    assert "wide layers: ['label_wide', 'label_wide_image']" in outputs
+    assert count_figures(notebook) == 1  # the two stages' validation curves
+    assert served_minus_keras(outputs) < 1e-5
+    run = workdir / "data" / "pretrained_demo" / "run"
+    assert (run / "wide_history.csv").is_file() and (run / "history.csv").is_file()
+    version_dir = workdir / "data" / "pretrained_demo" / "saved_models" / "pretrained_demo" / "1"
+    assert (version_dir / "saved_model.pb").is_file()
+
+
+# The real ImageNet file where ../shared has it (CI); the notebook's random stand-in otherwise.
+SHARED_BACKBONE = NOTEBOOKS.parents[1] / "shared" / "weights"
+SHARED_BACKBONE /= "mobilenet_v2_0.35_224_no_top_imagenet_tm.weights.h5"
+
 # Per notebook: the environment that shrinks it to a smoke run, and what must come out.
 NOTEBOOK_RUNS = {
     "01_quickstart.ipynb": (
@@ -95,6 +112,14 @@ NOTEBOOK_RUNS = {
     "03_serving.ipynb": (
         {"SERVING_NUM_SAMPLES": "300", "SERVING_EPOCHS": "2"},
         check_serving,
+    ),
+    "04_pretrained_backbone.ipynb": (
+        {
+            "PRETRAINED_NUM_SAMPLES": "300",
+            "PRETRAINED_EPOCHS": "2",
+            "BACKBONE_WEIGHTS": str(SHARED_BACKBONE) if SHARED_BACKBONE.is_file() else "",
+        },
+        check_pretrained_backbone,
     ),
 }
 
