@@ -155,9 +155,12 @@ def fit_wide_first(
     >>> model.compile()  # now the deep path, around the frozen linear one
     >>> model.fit(train, validation_data=val, epochs=30)
     """
-    pooled = model.wide_image and _fits_cache(
-        model, [train_batches, val_batches], batch_size, cache_bytes
-    )
+    pooled = False
+    if model.wide_image:
+        size = _pooled_cache_bytes(model, [train_batches, val_batches], batch_size)
+        pooled = size is not None and size <= cache_bytes
+        if verbose:
+            print(_cache_note(size, cache_bytes))
     if pooled:
         train_batches = pooled_batches(train_batches, model, batch_size, shuffle=True)
         val_batches = pooled_batches(val_batches, model, batch_size)
@@ -266,15 +269,31 @@ def pooled_batches(batches, model, batch_size, shuffle=False):
     return rows.prefetch(tf.data.AUTOTUNE)
 
 
-def _fits_cache(model, datasets, batch_size, cache_bytes):
-    """Whether `pooled_batches` of `datasets` fit in `cache_bytes` (at most, by cardinality)."""
+def _pooled_cache_bytes(model, datasets, batch_size):
+    """At most the memory `pooled_batches` of `datasets` hold; None if they cannot be cached."""
     if not batch_size or tf.distribute.has_strategy():
-        return False
+        return None
     counts = [int(dataset.cardinality()) for dataset in datasets]
     if min(counts) < 0:  # unknown or infinite
-        return False
+        return None
     row = 4 * (model.preprocessor.sequence_length + model.image_encoder.pooled_dim + 1)
-    return sum(counts) * batch_size * row <= cache_bytes
+    return sum(counts) * batch_size * row
+
+
+def _cache_note(size, cache_bytes):
+    """What the first stage does with the backbone's pooled features, for `verbose` runs."""
+    if size is None:
+        return (
+            "The backbone's pooled features are recomputed every epoch (no cache under a "
+            "tf.distribute strategy or for datasets of unknown length)."
+        )
+    megabytes = f"{size / 2**20:.0f} MB"
+    if size <= cache_bytes:
+        return f"The backbone's pooled features are computed once and cached ({megabytes})."
+    return (
+        f"The backbone's pooled features are recomputed every epoch: their {megabytes} do "
+        f"not fit in data.cache_decoded_images_mb ({cache_bytes / 2**20:.0f} MB)."
+    )
 
 
 def _wide_features(batches, model, pooled=False):

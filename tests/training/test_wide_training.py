@@ -225,7 +225,9 @@ def test_with_backbone_weights_the_wide_path_reads_pooled_image_features_and_ser
 
     config = _wide_image_config(tiny_config, _local_backbone_file(tmp_path))
     result = train(tiny_manifest, config, tmp_path / "run", verbose=1)
-    assert "over the text and the backbone's pooled image features" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "over the text and the backbone's pooled image features" in printed
+    assert "The backbone's pooled features are computed once and cached" in printed
     model = result.model
     assert model.wide_image and model.wide_layer_names() == ["label_wide", "label_wide_image"]
     layer = model.get_layer("label_wide_image")
@@ -304,6 +306,16 @@ def test_the_first_stage_computes_the_frozen_backbones_features_once_when_they_f
         rtol=1e-4,
         atol=1e-4,
     )
+
+
+def test_a_verbose_first_stage_says_whether_it_caches_the_backbones_features():
+    from multimodal_tf.training.wide_first import _cache_note
+
+    assert "computed once and cached (43 MB)" in _cache_note(43 * 2**20, 2**30)
+    assert "43 MB do not fit in data.cache_decoded_images_mb (1 MB)" in _cache_note(
+        43 * 2**20, 2**20
+    )
+    assert "recomputed every epoch (no cache" in _cache_note(None, 2**30)
 
 
 def test_wide_image_needs_backbone_weights_and_a_wide_path(tiny_config, tmp_path):
