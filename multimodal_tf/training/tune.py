@@ -19,6 +19,7 @@ from multimodal_tf.training.run_model import (
     compiled_model,
     run_class_weights,
 )
+from multimodal_tf.training.wide_first import deep_path_kept
 
 OBJECTIVE = "val_macro_f1"
 CHOICE_KEYS = ("fusion", "hidden_dim", "embedding_dim", "lstm_units")  # lists of choices
@@ -211,7 +212,7 @@ class _Tuner(keras_tuner.RandomSearch):
         epochs = len(histories[-1].history[OBJECTIVE])
         self.stats[trial.trial_id] = (epochs, round(time.perf_counter() - started, 2))
         wide = (self.wide_best or {}).get(OBJECTIVE)
-        if wide is not None and wide > max(histories[-1].history[OBJECTIVE]):
+        if wide is not None and not deep_path_kept(wide, max(histories[-1].history[OBJECTIVE])):
             return float(wide)  # train() would drop the deep path and keep the linear one
         return histories
 

@@ -240,7 +240,7 @@ def pooled_batches(batches, model, batch_size, shuffle=False):
         batches: tf.data.Dataset of `(features, labels[, sample_weights])`.
         model: `MultimodalClassifier` with `wide_image`.
         batch_size: int. Rows per batch of `batches` (all but the last), and
-            of the result.
+            of the result. `batches` must have a known cardinality.
         shuffle: bool. Reshuffle the rows every pass (training batches).
 
     Example:
@@ -257,15 +257,15 @@ def pooled_batches(batches, model, batch_size, shuffle=False):
         }
         return (kept, *rest)
 
+    count = int(batches.cardinality())
+    if count < 0:
+        raise ValueError("`pooled_batches` needs batches whose number is known (cardinality).")
     rows = batches.map(pool).unbatch().cache()
     if shuffle:
-        size = int(batches.cardinality()) * batch_size
-        rows = rows.shuffle(size, reshuffle_each_iteration=True)
-    rows = rows.batch(batch_size)
-    if int(batches.cardinality()) >= 0:
-        # Same rows, same batch size: as many batches. Keras then knows an
-        # epoch's length up front instead of warning that the data ran out.
-        rows = rows.apply(tf.data.experimental.assert_cardinality(batches.cardinality()))
+        rows = rows.shuffle(count * batch_size, reshuffle_each_iteration=True)
+    # Same rows, same batch size: as many batches. Keras then knows an epoch's
+    # length up front instead of warning that the data ran out.
+    rows = rows.batch(batch_size).apply(tf.data.experimental.assert_cardinality(count))
     return rows.prefetch(tf.data.AUTOTUNE)
 
 
@@ -339,7 +339,7 @@ def keep_deep_path_if_better(model_file, folder, verbose=0, monitor=MONITOR):
     deep = _best(folder / HISTORY_FILE, monitor)
     if wide is None or deep is None:
         return None
-    kept = deep >= wide  # a tie keeps the model the user asked for
+    kept = deep_path_kept(wide, deep)
     if not kept:
         model = keras.saving.load_model(model_file)
         silence_deep_path(model)
@@ -357,6 +357,14 @@ def keep_deep_path_if_better(model_file, folder, verbose=0, monitor=MONITOR):
             )
         )
     return {"wide": round(wide, 6), "deep": round(deep, 6), "kept": kept}
+
+
+def deep_path_kept(wide, deep):
+    """`drop_deep_if_worse`'s rule, for `train()` and `tune()` alike: keep unless deep < wide.
+
+    Both are a stage's best validation score; a tie keeps the model the user asked for.
+    """
+    return deep >= wide
 
 
 def silence_deep_path(model):
