@@ -104,22 +104,45 @@ class AtomicModelCheckpoint(keras.callbacks.ModelCheckpoint):
 class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
     """`EarlyStopping` on a validation metric that can start from a resumed state.
 
+    With a `baseline`, Keras' own rule applies: patience counts the epochs
+    since the last one that beat both the baseline and every earlier epoch,
+    and the first epoch after that which is no new best stops the run. So a
+    run that never beats the baseline stops after about `patience` epochs,
+    however long ago its own best was. `train()` and `tune()` pass the first
+    stage's best score when `training.drop_deep_if_worse` would drop a second
+    stage that ends below it.
+
     Args:
         patience: int. Epochs without improvement before stopping.
         monitor: str. A validation metric to maximise.
         best: float or None. Best score of the epochs already run.
         wait: int. Epochs already run since that best score.
+        baseline: float, None, or a callable taking no argument and
+            returning either, called when training begins (for a score
+            known only once the model is built).
+        epochs_done: int. Epochs already run; a resumed run whose `best`
+            is not above the baseline has waited that many.
+
+    Example:
+    >>> stop = ResumableEarlyStopping(8, baseline=lambda: 0.61)
+    >>> model.fit(train, validation_data=val, callbacks=[stop])  # doctest: +SKIP
     """
 
-    def __init__(self, patience, monitor=MONITOR, best=None, wait=0):
+    def __init__(self, patience, monitor=MONITOR, best=None, wait=0, baseline=None, epochs_done=0):
         super().__init__(monitor=monitor, mode="max", patience=patience)
         self.resumed_best = best
         self.resumed_wait = wait
+        self.baseline_source = baseline
+        self.epochs_done = epochs_done
 
     def on_train_begin(self, logs=None):
         super().on_train_begin(logs)
+        source = self.baseline_source
+        self.baseline = source() if callable(source) else source
         if self.resumed_best is not None:
             self.best, self.wait = self.resumed_best, self.resumed_wait
+            if self.baseline is not None and not self.resumed_best > self.baseline:
+                self.wait = self.epochs_done
 
 
 def read_history(path):
@@ -176,7 +199,7 @@ def resume_state(history_csv, initial_epoch, monitor=MONITOR):
     return max(scores), len(kept_scores) - 1 - best_epoch
 
 
-def training_callbacks(run_dir, patience, model_file, tensorboard=True):
+def training_callbacks(run_dir, patience, model_file, tensorboard=True, baseline=None):
     """Best-model checkpoint, early stopping, epoch log, TensorBoard and backup for a run.
 
     When `run_dir/backup` holds an interrupted run, the checkpoint and early
@@ -188,6 +211,8 @@ def training_callbacks(run_dir, patience, model_file, tensorboard=True):
         patience: int. Early-stopping patience in epochs.
         model_file: str. The best model's file name inside `run_dir`.
         tensorboard: bool. Write TensorBoard logs to `run_dir/logs`.
+        baseline: float, callable or None. Early stopping's baseline
+            (`ResumableEarlyStopping`).
 
     Returns:
         `(callbacks, initial_epoch)`.
@@ -200,7 +225,9 @@ def training_callbacks(run_dir, patience, model_file, tensorboard=True):
     callbacks = [
         keras.callbacks.CSVLogger(run_dir / HISTORY_FILE, append=initial_epoch > 0),
         AtomicModelCheckpoint(run_dir / model_file, initial_value_threshold=best),
-        ResumableEarlyStopping(patience, best=best, wait=wait),
+        ResumableEarlyStopping(
+            patience, best=best, wait=wait, baseline=baseline, epochs_done=initial_epoch
+        ),
     ]
     if tensorboard:
         callbacks.append(keras.callbacks.TensorBoard(run_dir / "logs", profile_batch=0))

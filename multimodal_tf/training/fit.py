@@ -24,7 +24,7 @@ from multimodal_tf.training.provenance import data_fingerprint, read_run_record,
 from multimodal_tf.training.report import write_report
 from multimodal_tf.training.run_model import adapted_preprocessor, compiled_model, run_class_weights
 from multimodal_tf.training.thresholds import tune_thresholds
-from multimodal_tf.training.wide_first import keep_deep_path_if_better
+from multimodal_tf.training.wide_first import first_stage_best, keep_deep_path_if_better
 
 
 @dataclasses.dataclass
@@ -148,11 +148,15 @@ def train(manifest, config=None, output_dir="runs/latest", verbose=1):
 
     def fit_member(folder, seed):
         keras.utils.set_random_seed(seed)
+        # With drop_deep_if_worse, a second stage that never beats the first
+        # stage's best is dropped, so it stops once its patience runs out below it.
+        first_stage = {}  # its best val score, once compiled_model has trained it
         callbacks, initial_epoch = training_callbacks(
             folder,
             training.early_stopping_patience,
             MODEL_FILE,
             tensorboard=training.tensorboard,
+            baseline=lambda: first_stage.get("best"),
         )
         with strategy.scope():
             model = compiled_model(
@@ -167,6 +171,16 @@ def train(manifest, config=None, output_dir="runs/latest", verbose=1):
                 resumed=initial_epoch > 0,
                 verbose=verbose,
             )
+        dropping_deep = training.drop_deep_if_worse and model.wide and training.wide_epochs
+        if dropping_deep:
+            first_stage["best"] = first_stage_best(folder)
+            if verbose and first_stage["best"] is not None:
+                print(
+                    f"Training the rest of the model. Early stopping counts from its last "
+                    f"epoch above the wide path's val macro-F1 ({first_stage['best']:.4f}): "
+                    f"it stops after {training.early_stopping_patience} epochs if it never "
+                    "beats it (training.drop_deep_if_worse would drop it)."
+                )
         if initial_epoch:
             print(
                 f"Resuming from {folder / BACKUP_DIR}: {initial_epoch} of "
@@ -183,7 +197,7 @@ def train(manifest, config=None, output_dir="runs/latest", verbose=1):
             verbose=verbose,
             shuffle=False,  # the dataset reshuffles itself every epoch
         )
-        if training.drop_deep_if_worse and model.wide and training.wide_epochs:
+        if dropping_deep:
             deep_path[folder] = keep_deep_path_if_better(folder / MODEL_FILE, folder, verbose)
         return initial_epoch
 

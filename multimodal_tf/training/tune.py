@@ -14,6 +14,7 @@ from multimodal_tf.config import RunConfig, load_config, save_config
 from multimodal_tf.data.source import TrainingData
 from multimodal_tf.errors import ConfigError, DataError
 from multimodal_tf.layers.fusion import FUSIONS
+from multimodal_tf.training.callbacks import ResumableEarlyStopping
 from multimodal_tf.training.run_model import (
     adapted_preprocessor,
     compiled_model,
@@ -166,8 +167,12 @@ def tune(manifest, config=None, trials=10, output_dir="runs/tune", search_space=
         class_weight=weights,
         epochs=training.epochs,
         callbacks=[
-            keras.callbacks.EarlyStopping(
-                monitor=OBJECTIVE, mode="max", patience=training.early_stopping_patience
+            # As in train(): with drop_deep_if_worse, a trial whose second stage
+            # cannot beat its first stage's best stops once its patience runs out.
+            ResumableEarlyStopping(
+                training.early_stopping_patience,
+                monitor=OBJECTIVE,
+                baseline=lambda: wide_best.get(OBJECTIVE) if training.drop_deep_if_worse else None,
             )
         ],
         shuffle=False,  # the dataset reshuffles itself every epoch

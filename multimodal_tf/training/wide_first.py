@@ -335,7 +335,7 @@ def keep_deep_path_if_better(model_file, folder, verbose=0, monitor=MONITOR):
     {'wide': 0.614, 'deep': 0.608, 'kept': False}
     """
     folder = Path(folder)
-    wide = _best(folder / WIDE_HISTORY_FILE, monitor)
+    wide = first_stage_best(folder, monitor)
     deep = _best(folder / HISTORY_FILE, monitor)
     if wide is None or deep is None:
         return None
@@ -357,6 +357,16 @@ def keep_deep_path_if_better(model_file, folder, verbose=0, monitor=MONITOR):
             )
         )
     return {"wide": round(wide, 6), "deep": round(deep, 6), "kept": kept}
+
+
+def first_stage_best(folder, monitor=MONITOR):
+    """The first stage's best `monitor` value in a run (or member) folder; None if not logged.
+
+    Example:
+    >>> first_stage_best(run)  # doctest: +SKIP
+    0.614
+    """
+    return _best(Path(folder) / WIDE_HISTORY_FILE, monitor)
 
 
 def deep_path_kept(wide, deep):

@@ -15,6 +15,7 @@ import pytest
 from multimodal_tf.training.callbacks import (
     AtomicBackupAndRestore,
     AtomicModelCheckpoint,
+    ResumableEarlyStopping,
     resume_state,
 )
 from tests.conftest import image_bytes, write_manifest
@@ -97,6 +98,44 @@ def test_resume_state_trims_rerun_epochs_and_keeps_best(tmp_path):
     assert wait == 1  # of the finished epochs, the best (0.6) was one epoch ago
     assert [row["epoch"] for row in csv.DictReader(history.open())] == ["0", "1", "2"]
     assert resume_state(history, initial_epoch=0) == (None, 0)
+
+
+def _epochs_until_stopped(stop, scores, initial_epoch=0):
+    stop.set_model(_model())
+    stop.on_train_begin()
+    for epoch, score in enumerate(scores):
+        stop.on_epoch_end(initial_epoch + epoch, {"score": score})
+        if stop.model.stop_training:
+            return epoch + 1
+    return None  # ran every epoch
+
+
+# Keras' rule: patience counts from the last epoch above both the baseline and
+# every earlier epoch, and only an epoch that is no new best can stop the run.
+@pytest.mark.parametrize(
+    "scores, baseline, epochs",
+    [
+        ([0.50, 0.52, 0.51, 0.51, 0.51], None, 5),  # 3 epochs after its best: runs on
+        ([0.50, 0.52, 0.51, 0.51, 0.51], 0.6, 3),  # never above 0.6: stops after patience
+        ([0.50, 0.65, 0.60, 0.60, 0.60, 0.60], lambda: 0.6, 5),  # counts from its best above
+        ([0.50, 0.60, 0.60, 0.60, 0.60], 0.6, 3),  # a tie is not above it
+        ([0.50, 0.55, 0.58, 0.59, 0.595], 0.6, None),  # a new best every epoch runs on
+    ],
+)
+def test_early_stopping_with_a_baseline_counts_patience_from_beating_it(scores, baseline, epochs):
+    stop = ResumableEarlyStopping(3, monitor="score", baseline=baseline)
+    assert _epochs_until_stopped(stop, scores) == epochs
+
+
+def test_a_resumed_run_that_never_beat_the_baseline_has_waited_all_its_epochs():
+    resumed = {"best": 0.58, "wait": 0, "epochs_done": 2}  # its best was its last epoch
+    later = [0.57, 0.57, 0.57]
+    stop = ResumableEarlyStopping(3, monitor="score", baseline=0.6, **resumed)
+    assert _epochs_until_stopped(stop, later, initial_epoch=2) == 1
+    stop = ResumableEarlyStopping(3, monitor="score", **resumed)
+    assert _epochs_until_stopped(stop, later, initial_epoch=2) == 3
+    stop = ResumableEarlyStopping(3, monitor="score", baseline=0.5, **resumed)
+    assert _epochs_until_stopped(stop, later, initial_epoch=2) == 3  # 0.58 beat 0.5
 
 
 def _write_config(tmp_path, tiny_config, **training):

@@ -382,3 +382,30 @@ def test_train_records_the_verdict_and_can_be_told_not_to_judge(
     config = _wide_config(tiny_config)
     config.training.drop_deep_if_worse = False
     assert "deep_path" not in train(tiny_manifest, config, tmp_path / "off", verbose=0).metrics
+
+
+@pytest.mark.parametrize("drop", [True, False])
+def test_a_second_stage_that_cannot_beat_the_first_stops_after_its_patience(
+    tiny_manifest, tiny_config, tmp_path, monkeypatch, drop
+):
+    from multimodal_tf.training import fit
+    from multimodal_tf.training.callbacks import ResumableEarlyStopping
+
+    config = _wide_config(tiny_config)
+    config.training.epochs, config.training.early_stopping_patience = 6, 2
+    config.training.drop_deep_if_worse = drop
+    # A first stage no epoch can beat (the verdict itself still reads the real log).
+    monkeypatch.setattr(fit, "first_stage_best", lambda folder: 1.01)
+    stops, original = [], fit.training_callbacks
+
+    def recording(*args, **kwargs):
+        callbacks, initial_epoch = original(*args, **kwargs)
+        stops.extend(c for c in callbacks if isinstance(c, ResumableEarlyStopping))
+        return callbacks, initial_epoch
+
+    monkeypatch.setattr(fit, "training_callbacks", recording)
+    train(tiny_manifest, config, tmp_path / "run", verbose=0)
+    epochs = len(list(csv.DictReader((tmp_path / "run" / "history.csv").open())))
+    assert stops[0].baseline == (1.01 if drop else None)
+    if drop:
+        assert epochs == 2
