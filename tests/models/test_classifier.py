@@ -44,7 +44,17 @@ def tiny_model(modalities=("text", "image"), class_names=("warm", "cold"), image
     if isinstance(class_names, tuple):
         class_names = list(class_names)
     model = MultimodalClassifier(class_names, preprocessor, modalities=modalities, **settings)
+    return compiled_for_saving(model)
+
+
+def compiled_for_saving(model):
+    """`compile()` with the optimizer built, as after training.
+
+    Keras saves an unbuilt optimizer with none of its slots, and loading that file
+    builds one and warns that the counts differ; a trained model never does this.
+    """
     model.compile()
+    model.optimizer.build(model.trainable_variables)
     return model
 
 

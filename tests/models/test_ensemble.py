@@ -10,7 +10,14 @@ from tests.helpers import (
     run_model_saving_test,
     run_serialization_test,
 )
-from tests.models.test_classifier import IMAGES, LABELS, TEXTS, features, tiny_model
+from tests.models.test_classifier import (
+    IMAGES,
+    LABELS,
+    TEXTS,
+    compiled_for_saving,
+    features,
+    tiny_model,
+)
 
 
 def members(count=2, **kwargs):
@@ -24,8 +31,7 @@ def members(count=2, **kwargs):
             if key not in ("name", "trainable", "class_names", "preprocessor")
         }
         model = MultimodalClassifier(first.class_names, first.preprocessor, **settings)
-        model.compile()
-        models.append(model)
+        models.append(compiled_for_saving(model))
     return models
 
 

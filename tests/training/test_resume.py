@@ -24,6 +24,7 @@ from tests.conftest import image_bytes, write_manifest
 def _model():
     model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(4), keras.layers.Dense(1)])
     model.compile(keras.optimizers.Adam(0.01), loss="mse")
+    model.optimizer.build(model.trainable_variables)  # saved as a trained model's is
     return model
 
 
