@@ -71,10 +71,10 @@ def tune(manifest, config=None, trials=10, output_dir="runs/tune", search_space=
     the training texts; every trial trains a fresh model on the `train` split
     with the config's early stopping and scores its best epoch on `val` (with
     `training.drop_deep_if_worse`, the first stage's best when that is higher:
-    the model `train()` would keep). The
-    `test` split is never read. Each trial starts from `training.seed` (same
-    initial weights and batch order as `train`), so trials differ by their
-    hyperparameters only and `train` with `best_config.yaml` repeats the best one.
+    the model `train()` would keep). The `test` split is never read. Each
+    trial starts from `training.seed` (same initial weights and batch order as
+    `train`), so trials differ by their hyperparameters only and `train` with
+    `best_config.yaml` repeats the best one.
 
     Args:
         manifest: str or Path. Anything `train` accepts.
@@ -118,7 +118,8 @@ def tune(manifest, config=None, trials=10, output_dir="runs/tune", search_space=
     steps = math.ceil(len(source.train_labels()) / data.batch_size) * training.epochs
     weights = run_class_weights(config, source.train_labels(), class_names)
 
-    wide_best = {}  # the current trial's first stage, for drop_deep_if_worse
+    # The current trial's first stage; filled only for drop_deep_if_worse.
+    wide_best = {}
 
     def build(hp):
         trial_config = _apply(config, _sample(hp, space))
@@ -132,7 +133,7 @@ def tune(manifest, config=None, trials=10, output_dir="runs/tune", search_space=
             len(source.train_labels()),
             steps,
             weights,
-            wide_result=wide_best,
+            wide_result=wide_best if training.drop_deep_if_worse else None,
             wide_batches=lambda text_only: (
                 dataset("train", shuffle=True, text_only=text_only),
                 dataset("val", text_only=text_only),
@@ -154,7 +155,7 @@ def tune(manifest, config=None, trials=10, output_dir="runs/tune", search_space=
     tuner = _Tuner(
         build,
         lambda: dataset("train", shuffle=True),
-        wide_best if training.drop_deep_if_worse else None,
+        wide_best,
         objective=keras_tuner.Objective(OBJECTIVE, direction="max"),
         max_trials=trials,
         seed=training.seed,
@@ -172,7 +173,7 @@ def tune(manifest, config=None, trials=10, output_dir="runs/tune", search_space=
             ResumableEarlyStopping(
                 training.early_stopping_patience,
                 monitor=OBJECTIVE,
-                baseline=lambda: wide_best.get(OBJECTIVE) if training.drop_deep_if_worse else None,
+                baseline=lambda: wide_best.get(OBJECTIVE),
             )
         ],
         shuffle=False,  # the dataset reshuffles itself every epoch
@@ -200,13 +201,13 @@ def tune(manifest, config=None, trials=10, output_dir="runs/tune", search_space=
 class _Tuner(keras_tuner.RandomSearch):
     """`RandomSearch` that gives each trial a fresh training set and records its time.
 
-    With `wide_best` (the dict `build` fills with the trial's first stage, when
-    `training.drop_deep_if_worse` is on), a trial scores as `train()` would
-    keep its model: the linear path's best val macro-F1 if the whole model's
-    best is lower, else the whole model's.
+    `wide_best` is the dict `build` fills with the trial's first stage when
+    `training.drop_deep_if_worse` is on (else it stays empty); then a trial
+    scores as `train()` would keep its model: the linear path's best val
+    macro-F1 if the whole model's best is lower, else the whole model's.
     """
 
-    def __init__(self, hypermodel, train_data, wide_best=None, **kwargs):
+    def __init__(self, hypermodel, train_data, wide_best, **kwargs):
         super().__init__(hypermodel, **kwargs)
         self.train_data, self.wide_best, self.stats = train_data, wide_best, {}
 
@@ -216,7 +217,7 @@ class _Tuner(keras_tuner.RandomSearch):
         histories = super().run_trial(trial, self.train_data(), *args, **kwargs)
         epochs = len(histories[-1].history[OBJECTIVE])
         self.stats[trial.trial_id] = (epochs, round(time.perf_counter() - started, 2))
-        wide = (self.wide_best or {}).get(OBJECTIVE)
+        wide = self.wide_best.get(OBJECTIVE)
         if wide is not None and not deep_path_kept(wide, max(histories[-1].history[OBJECTIVE])):
             return float(wide)  # train() would drop the deep path and keep the linear one
         return histories
