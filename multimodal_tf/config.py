@@ -59,7 +59,11 @@ class ModelConfig:
     num_heads: int = 4
     dropout_rate: float = 0.3
     token_dropout: float = 0.3
-    image_augmentation: bool = True
+    # Random flips, shifts, zooms and contrast on training images. "auto": on for an
+    # image encoder that trains, off for a frozen pretrained backbone (image_weights,
+    # trainable_backbone false), where val gained nothing and the second stage ran
+    # half as fast (docs/defaults.md, "Session 15"). true / false: always / never.
+    image_augmentation: str = "auto"
     # Wide & Deep: a linear TF-IDF path added to each head's logits; with
     # training.wide_epochs it trains first (docs/defaults.md, "Session 11").
     wide: bool = True
@@ -157,6 +161,9 @@ _CHOICES = {
     ),
 }
 
+#: Keys that take `true`, `false` or the string `"auto"`.
+_BOOL_OR_AUTO = {("model", "image_augmentation")}
+
 
 def load_config(path=None):
     """Reads a YAML (`.yaml`, `.yml`) or JSON (`.json`) run config.
@@ -212,6 +219,13 @@ def _build_section(section_cls, values, source, section):
     kwargs = {}
     for key, value in values.items():
         default = getattr(section_cls(), key)
+        if (section, key) in _BOOL_OR_AUTO:
+            if not (isinstance(value, bool) or value == "auto"):
+                raise ConfigError(
+                    f"{source}: {section}.{key} must be true, false or auto; got {value!r}."
+                )
+            kwargs[key] = value
+            continue
         kwargs[key] = _coerce(value, default, f"{source}: {section}.{key}")
         choices = _CHOICES.get((section, key))
         if choices and kwargs[key] not in choices:

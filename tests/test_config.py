@@ -44,6 +44,10 @@ def test_json_and_snapshot_round_trip(tmp_path):
         ("training:\n  epochs: many", r"training.epochs must be an integer, got 'many'"),
         ("data:\n  on_error: ignore", r"data.on_error must be one of raise, skip"),
         ("model: [1, 2]", r"section 'model' must be a mapping"),
+        (
+            "model:\n  image_augmentation: sometimes",
+            r"model.image_augmentation must be true, false or auto; got 'sometimes'",
+        ),
         ("model: {hidden_dim: 3", r"not valid YAML"),
     ],
 )
@@ -52,6 +56,13 @@ def test_bad_config_names_the_key(tmp_path, text, message):
     path.write_text(text)
     with pytest.raises(ConfigError, match=message):
         load_config(path)
+
+
+@pytest.mark.parametrize("value", [True, False, "auto"])
+def test_image_augmentation_takes_true_false_or_auto(tmp_path, value):
+    path = tmp_path / "run.json"
+    path.write_text(json.dumps({"model": {"image_augmentation": value}}))
+    assert load_config(path).model.image_augmentation == value
 
 
 def test_missing_file_and_wrong_suffix(tmp_path):
