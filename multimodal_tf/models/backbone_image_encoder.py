@@ -138,6 +138,12 @@ class BackboneImageEncoder(BaseImageEncoder):
             images = preprocess_input(images)
         return self.backbone(images, training=False)
 
+    @property
+    def frozen_feature_map(self):
+        # The backbone runs in inference mode (no dropout, fixed BatchNorm
+        # statistics), so frozen it gives every image the same map every epoch.
+        return not (self.trainable and self.backbone.trainable)
+
     def get_config(self):
         config = super().get_config()
         config.update(

@@ -67,6 +67,7 @@ class BaseImageEncoder(keras.layers.Layer):
         self._pool_rows = _pooling_matrix(shape[1], self.grid_size)
         self._pool_columns = _pooling_matrix(shape[2], self.grid_size)
         self._channels = int(shape[-1])
+        self._feature_map_shape = tuple(int(size) for size in shape[1:])
         self.projection.build((None, shape[-1]))
         self.position_embedding = self.add_weight(
             shape=(self.grid_size**2, self.hidden_dim),
@@ -82,6 +83,14 @@ class BaseImageEncoder(keras.layers.Layer):
         `WideImageLogits` reads.
         """
         features = self.feature_map(images, training=training)
+        return self.tokens_from_feature_map(features, training, return_pooled)
+
+    def tokens_from_feature_map(self, features, training=None, return_pooled=False):
+        """The rest of `call` after `feature_map`: `[batch, h, w, channels]` -> tokens.
+
+        `MultimodalClassifier.feature_map_model()` runs this over cached
+        feature maps of a frozen backbone (see `frozen_feature_map`).
+        """
         pooled = None
         if return_pooled:
             pooled = ops.concatenate(
@@ -95,6 +104,21 @@ class BaseImageEncoder(keras.layers.Layer):
         tokens = ops.reshape(features, (-1, self.grid_size**2, features.shape[-1]))
         tokens = self.projection(tokens) + self.position_embedding
         return (tokens, pooled) if return_pooled else tokens
+
+    @property
+    def frozen_feature_map(self):
+        """True if `feature_map` has no weights that train and no randomness.
+
+        Then an image's feature map is the same in every epoch and can be
+        computed once (`feature_map_model()`). A scratch encoder trains its
+        convolutions: False here; a frozen pretrained backbone says True.
+        """
+        return False
+
+    @property
+    def feature_map_shape(self):
+        """`(h, w, channels)` of `feature_map`'s output for the built image size."""
+        return self._feature_map_shape
 
     @property
     def pooled_dim(self):

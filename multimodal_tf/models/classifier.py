@@ -1,14 +1,15 @@
 """The image+text classification task: encoders, a fusion layer and one or more heads."""
 
 import keras
-from keras import ops
 
 from multimodal_tf.layers.fusion import FUSIONS, get_fusion
 from multimodal_tf.layers.heads.classification_head import ClassificationHead
 from multimodal_tf.layers.image_augmentation import image_augmenter
 from multimodal_tf.layers.modality_dropout import ModalityDropout
 from multimodal_tf.models.base_image_encoder import BaseImageEncoder
+from multimodal_tf.models.classifier_graph import GraphLayers, head_outputs
 from multimodal_tf.models.embeddings import load_word_vectors
+from multimodal_tf.models.feature_map_model import build_feature_map_model
 from multimodal_tf.models.image_encoder import get_image_encoder
 from multimodal_tf.models.strategy_fit import StrategyAwareFit
 from multimodal_tf.models.task import (
@@ -216,39 +217,28 @@ class MultimodalClassifier(ClassificationTask, StrategyAwareFit, keras.Model):
         )
 
         # === Functional Model ===
-        inputs, sequences, masks, present = {}, [], [], []
+        inputs, token_ids, image_present, encode_image = {}, None, None, None
         if "text" in modalities:
             token_ids = keras.Input(
                 (preprocessor.sequence_length,), dtype="int32", name="token_ids"
             )
             inputs["token_ids"] = token_ids
-            text_mask = text_layer.compute_mask(token_ids)
-            sequences.append(text_layer(token_ids))
-            masks.append(text_mask)
-            # Text that standardizes to no tokens at all counts as absent.
-            present.append(ops.any(text_mask, axis=1))
         if "image" in modalities:
             image = keras.Input((*preprocessor.image_size, 3), dtype="float32", name="image")
             image_present = keras.Input((), dtype="float32", name="image_present")
             inputs["image"] = image
             inputs["image_present"] = image_present
-            if image_augmentation:
-                image = image_augmenter()(image)
-            if wide_image:
-                image_tokens, pooled = image_layer(image, return_pooled=True)
-            else:
-                image_tokens = image_layer(image)
-            sequences.append(image_tokens)
-            masks.append(ops.ones_like(image_tokens[:, :, 0], dtype="bool"))
-            present.append(ops.greater(image_present, 0.5))
-        sequences, masks = placeholders([sequences, masks, present])
-        features = fusion_layer(sequences, mask=masks)
-        outputs = {}
-        for name, head in head_layers.items():
-            wide_logits = wide_layers[name](token_ids) if wide else None
-            if wide_image:
-                wide_logits = wide_logits + wide_image_layers[name](pooled, image_present)
-            outputs[name] = head(features, wide_logits=wide_logits)
+
+            def encode_image():
+                augmented = image_augmenter()(image) if image_augmentation else image
+                if wide_image:
+                    return image_layer(augmented, return_pooled=True)
+                return image_layer(augmented), None
+
+        layers = GraphLayers(
+            text_layer, placeholders, fusion_layer, head_layers, wide_layers, wide_image_layers
+        )
+        outputs = head_outputs(layers, token_ids, encode_image, image_present)
         if not isinstance(class_names, dict):
             outputs = outputs[DEFAULT_HEAD]
         super().__init__(inputs=inputs, outputs=outputs, **kwargs)
@@ -326,6 +316,25 @@ class MultimodalClassifier(ClassificationTask, StrategyAwareFit, keras.Model):
         if not self.wide:
             raise ValueError("`wide_model()` needs a model built with `wide=True`.")
         return build_wide_model(self, pooled_features)
+
+    def feature_map_model(self):
+        """This model over the image encoder's feature map instead of the image.
+
+        A Keras model sharing every layer after `image_encoder.feature_map`:
+        inputs `token_ids` (with text), `"image_feature_map"` (`[batch,
+        *image_encoder.feature_map_shape]`) and `image_present`; the same
+        outputs, and no image augmentation (a map is of the image as it is).
+        With a frozen pretrained backbone (`image_encoder.frozen_feature_map`)
+        and `image_augmentation=False` an image's map never changes, so
+        `train()` computes it once and trains this model on the cached maps:
+        training it trains this model. It is a training device, not a model
+        to save or serve: save this one.
+
+        Example:
+        >>> over_maps = model.feature_map_model()  # doctest: +SKIP
+        >>> over_maps.compile(optimizer=model.optimizer, loss=model.loss)
+        """
+        return build_feature_map_model(self)
 
     @property
     def input_names_used(self):
