@@ -109,3 +109,25 @@ def _check_served(model, expected, tmp_path, atol, version_dir):
     else:
         assert labels == [model.class_names[i] for i in expected.argmax(-1)]
     return version_dir
+
+
+def interrupt_train_at(monkeypatch, epoch):
+    """Makes `train()`'s second stage raise `RuntimeError("interrupted")` as `epoch` begins.
+
+    As a kill would, it leaves the run's backup of the finished epochs behind.
+    Returns a callable that puts `train()`'s callbacks back, for the rerun.
+    """
+    from multimodal_tf.training import fit
+
+    class Interrupt(keras.callbacks.Callback):
+        def on_epoch_begin(self, index, logs=None):
+            if index == epoch:
+                raise RuntimeError("interrupted")
+
+    original = fit.training_callbacks
+    monkeypatch.setattr(
+        fit,
+        "training_callbacks",
+        lambda *args, **kwargs: (original(*args, **kwargs)[0] + [Interrupt()], 0),
+    )
+    return lambda: monkeypatch.setattr(fit, "training_callbacks", original)

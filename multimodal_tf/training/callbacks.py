@@ -21,13 +21,30 @@ MONITOR = "val_macro_f1"
 HISTORY_FILE = "history.csv"
 
 
-class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
+class _SavesModelToSave:
+    """Saves (and restores) `model_to_save` when set, not the model being fit.
+
+    `fit_second_stage` fits a model over cached feature maps that shares every
+    trained weight with the classifier; the checkpoint and the backup must
+    still write the classifier, the model a user loads and serves.
+    """
+
+    model_to_save = None
+
+    def set_model(self, model):
+        super().set_model(model if self.model_to_save is None else self.model_to_save)
+
+
+class AtomicBackupAndRestore(_SavesModelToSave, keras.callbacks.BackupAndRestore):
     """`BackupAndRestore` whose backups are never half-written.
 
     Each epoch's weights (optimizer state included) go to a new file named after
     the epoch; only then does `training_metadata.json` switch to it, by an
     atomic rename, and the previous file is removed. A kill at any instant
     leaves a metadata file that names complete weights.
+
+    With `model_to_save` set, it backs up (and restores) that model instead
+    of the one being fit.
 
     Args:
         backup_dir: str or Path. Used by this callback only.
@@ -72,11 +89,12 @@ class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
                 old.unlink()
 
 
-class AtomicModelCheckpoint(keras.callbacks.ModelCheckpoint):
+class AtomicModelCheckpoint(_SavesModelToSave, keras.callbacks.ModelCheckpoint):
     """`ModelCheckpoint(save_best_only=True)` that replaces the best model atomically.
 
     The model is written to a temporary file beside `filepath` and renamed over
-    it, so a kill while saving keeps the previous best model whole.
+    it, so a kill while saving keeps the previous best model whole. With
+    `model_to_save` set, that model is saved instead of the one being fit.
 
     Args:
         filepath: str or Path. A `.keras` file.

@@ -17,6 +17,7 @@ from multimodal_tf.training.callbacks import BACKUP_DIR, HISTORY_FILE, training_
 from multimodal_tf.training.distribute import every_worker_sees_all, make_strategy, shard_by_data
 from multimodal_tf.training.ensemble import fit_ensemble, member_dir
 from multimodal_tf.training.evaluate import METRICS_FILE, MODEL_FILE, evaluate_dataset
+from multimodal_tf.training.feature_maps import fit_second_stage
 from multimodal_tf.training.metrics import (
     plot_confusion_matrix,
 )
@@ -188,14 +189,18 @@ def train(manifest, config=None, output_dir="runs/latest", verbose=1):
             )
         # One dataset for every member: images are decoded (and cached) once, and
         # the shuffle order goes on changing from one member's epochs to the next.
-        model.fit(
+        # A frozen backbone's feature maps are computed once if they fit.
+        fit_second_stage(
+            model,
             train_batches,
-            validation_data=val_batches,
-            class_weight=weights,
+            val_batches,
+            callbacks,
             epochs=training.epochs,
-            callbacks=callbacks,
+            class_weight=weights,
+            initial_epoch=initial_epoch,
+            batch_size=batch_size,
+            cache_bytes=data.cache_decoded_images_mb * 2**20,
             verbose=verbose,
-            shuffle=False,  # the dataset reshuffles itself every epoch
         )
         if dropping_deep:
             deep_path[folder] = keep_deep_path_if_better(folder / MODEL_FILE, folder, verbose)

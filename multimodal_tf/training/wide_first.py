@@ -15,6 +15,7 @@ import tensorflow as tf
 
 from multimodal_tf.models.wide_model import POOLED_FEATURES
 from multimodal_tf.training.callbacks import HISTORY_FILE, MONITOR, read_history
+from multimodal_tf.training.feature_maps import cache_bytes_for, cached_rows
 
 #: The first stage's epoch log in a run (or ensemble member) folder.
 WIDE_HISTORY_FILE = "wide_history.csv"
@@ -249,35 +250,20 @@ def pooled_batches(batches, model, batch_size, shuffle=False):
     """
     encoder = model.image_encoder
 
-    def pool(features, *rest):
-        kept = {
+    def pool(features):
+        return {
             "token_ids": features["token_ids"],
             POOLED_FEATURES: encoder(features["image"], return_pooled=True)[1],
             "image_present": features["image_present"],
         }
-        return (kept, *rest)
 
-    count = int(batches.cardinality())
-    if count < 0:
-        raise ValueError("`pooled_batches` needs batches whose number is known (cardinality).")
-    rows = batches.map(pool).unbatch().cache()
-    if shuffle:
-        rows = rows.shuffle(count * batch_size, reshuffle_each_iteration=True)
-    # Same rows, same batch size: as many batches. Keras then knows an epoch's
-    # length up front instead of warning that the data ran out.
-    rows = rows.batch(batch_size).apply(tf.data.experimental.assert_cardinality(count))
-    return rows.prefetch(tf.data.AUTOTUNE)
+    return cached_rows(batches, pool, batch_size, shuffle)
 
 
 def _pooled_cache_bytes(model, datasets, batch_size):
     """At most the memory `pooled_batches` of `datasets` hold; None if they cannot be cached."""
-    if not batch_size or tf.distribute.has_strategy():
-        return None
-    counts = [int(dataset.cardinality()) for dataset in datasets]
-    if min(counts) < 0:  # unknown or infinite
-        return None
     row = 4 * (model.preprocessor.sequence_length + model.image_encoder.pooled_dim + 1)
-    return sum(counts) * batch_size * row
+    return cache_bytes_for(model, datasets, batch_size, row)
 
 
 def _cache_note(size, cache_bytes):

@@ -147,28 +147,19 @@ def test_train_with_wide_epochs_saves_a_frozen_wide_path_and_its_log(
 def test_a_resumed_run_keeps_the_wide_path_it_trained_first(
     tiny_manifest, tiny_config, tmp_path, monkeypatch
 ):
-    from multimodal_tf.training import fit, wide_first
-
-    class Interrupt(keras.callbacks.Callback):
-        def on_epoch_begin(self, epoch, logs=None):
-            if epoch == 1:
-                raise RuntimeError("interrupted")
+    from multimodal_tf.training import wide_first
+    from tests.helpers import interrupt_train_at
 
     config = _wide_config(tiny_config)
     config.training.early_stopping_patience = 10
-    original = fit.training_callbacks
-    monkeypatch.setattr(
-        fit,
-        "training_callbacks",
-        lambda *args, **kwargs: (original(*args, **kwargs)[0] + [Interrupt()], 0),
-    )
+    restore = interrupt_train_at(monkeypatch, epoch=1)
     with pytest.raises(RuntimeError, match="interrupted"):
         train(tiny_manifest, config, tmp_path / "run", verbose=0)
     backup = tmp_path / "run" / "backup"
     assert AtomicBackupAndRestore.saved_epoch(backup) == 1
     first_log = (tmp_path / "run" / WIDE_HISTORY_FILE).read_text()
 
-    monkeypatch.setattr(fit, "training_callbacks", original)
+    restore()
     calls = []
     monkeypatch.setattr(wide_first, "fit_wide_first", lambda *a, **k: calls.append(1))
     train(tiny_manifest, config, tmp_path / "run", verbose=0)
@@ -329,6 +320,25 @@ def test_wide_image_needs_backbone_weights_and_a_wide_path(tiny_config, tmp_path
     assert not build_model(config.model, ["a", "b"], preprocessor).wide_image
     with pytest.raises(ValueError, match="needs `wide=True` and the image modality"):
         MultimodalClassifier(["a", "b"], preprocessor, wide_image=True)
+
+
+def test_auto_image_augmentation_is_off_only_for_a_frozen_pretrained_backbone(tiny_config):
+    from multimodal_tf.training.run_model import image_augmentation_for
+
+    model = tiny_config.model
+    assert model.image_augmentation == "auto"
+    assert image_augmentation_for(model)  # the scratch conv encoder trains
+    model.image_encoder, model.image_weights = "mobilenet_v2", "backbone.weights.h5"
+    assert not image_augmentation_for(model)
+    model.trainable_backbone = True  # fine-tuned: it learns from the augmented images
+    assert image_augmentation_for(model)
+    model.image_weights = ""  # a backbone trained from scratch
+    model.trainable_backbone = False
+    assert image_augmentation_for(model)
+    model.image_weights = "backbone.weights.h5"
+    for setting in (True, False):  # what the user says wins
+        model.image_augmentation = setting
+        assert image_augmentation_for(model) is setting
 
 
 def _write_log(path, values):

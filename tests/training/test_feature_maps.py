@@ -1,0 +1,143 @@
+"""The second stage over cached feature maps of a frozen pretrained backbone."""
+
+import keras
+import numpy as np
+import pytest
+
+from multimodal_tf.models.classifier import MultimodalClassifier
+from multimodal_tf.training.callbacks import AtomicBackupAndRestore, read_history
+from multimodal_tf.training.feature_maps import _cache_note, caches_feature_maps
+from multimodal_tf.training.fit import train
+from tests.training.test_wide_training import _local_backbone_file, _wide_image_config
+
+
+def _config(tiny_config, folder):
+    """The pretrained default in small: wide path with image features, then the rest."""
+    config = _wide_image_config(tiny_config, _local_backbone_file(folder))
+    config.training.epochs = 3
+    config.training.early_stopping_patience = 3
+    config.training.drop_deep_if_worse = False  # the saved model is the second stage's best
+    config.training.wide_epochs = 1
+    return config
+
+
+@pytest.mark.slow
+def test_the_rest_of_the_training_runs_over_cached_maps_and_saves_the_classifier(
+    tiny_manifest, tiny_config, tmp_path, capsys
+):
+    config = _config(tiny_config, tmp_path)
+    assert config.model.image_augmentation == "auto"  # off for the frozen backbone
+    result = train(tiny_manifest, config, tmp_path / "run", verbose=1)
+    assert "feature maps are computed once and cached" in capsys.readouterr().out
+    # The checkpoint saved the classifier, images in, at the second stage's best epoch.
+    loaded = keras.saving.load_model(tmp_path / "run" / "model.keras")
+    assert isinstance(loaded, MultimodalClassifier) and "image" in loaded.input
+    history = read_history(tmp_path / "run" / "history.csv")
+    assert len(history["val_macro_f1"]) == 3
+    assert result.metrics["val"]["macro_f1"] == pytest.approx(
+        max(history["val_macro_f1"]), abs=1e-5
+    )
+
+
+def test_without_room_for_the_maps_the_model_itself_is_fit(
+    tiny_manifest, tiny_config, tmp_path, capsys
+):
+    from multimodal_tf.training.feature_maps import fit_second_stage
+    from tests.training.test_wide_training import _first_stage_setup
+
+    batches, build = _first_stage_setup(tiny_manifest, _config(tiny_config, tmp_path), tmp_path)
+    fitted = {}
+    for cache_bytes in (0, 2**30):
+        model = build()
+        model.compile()
+        history = fit_second_stage(
+            model,
+            batches("train"),
+            batches("val"),
+            [],
+            epochs=1,
+            batch_size=8,
+            cache_bytes=cache_bytes,
+            verbose=1,
+        )
+        fitted[cache_bytes] = history.model is model
+    printed = capsys.readouterr().out
+    assert "feature maps (0 MB) do not fit in data.cache_decoded_images_mb (0 MB)" in printed
+    assert "computed once and cached" in printed
+    assert fitted == {0: True, 2**30: False}  # the classifier itself, then the map model
+
+
+@pytest.mark.slow
+def test_a_run_killed_over_cached_maps_resumes_from_the_classifiers_backup(
+    tiny_manifest, tiny_config, tmp_path, monkeypatch
+):
+    from tests.helpers import interrupt_train_at
+
+    config = _config(tiny_config, tmp_path)
+    restore = interrupt_train_at(monkeypatch, epoch=2)
+    with pytest.raises(RuntimeError, match="interrupted"):
+        train(tiny_manifest, config, tmp_path / "run", verbose=0)
+    backup = tmp_path / "run" / "backup"
+    assert AtomicBackupAndRestore.saved_epoch(backup) == 2
+    # The backup is the classifier's: it loads into a model that takes images.
+    weights = next(backup.glob("epoch-*.weights.h5"))
+    restore()
+    result = train(tiny_manifest, config, tmp_path / "run", verbose=0)
+    assert not backup.exists() and not weights.exists()
+    epochs = read_history(tmp_path / "run" / "history.csv")["epoch"]
+    assert epochs == [0, 1, 2]  # two epochs before the kill, one after it
+    assert "image" in result.model.input
+
+
+def test_only_a_frozen_backbone_without_augmentation_caches_its_maps(tmp_path):
+    from tests.models.test_classifier import tiny_model
+    from tests.models.test_feature_map_model import _backbone_model
+
+    assert caches_feature_maps(_backbone_model(tmp_path))
+    assert not caches_feature_maps(_backbone_model(tmp_path, image_augmentation=True))
+    assert not caches_feature_maps(_backbone_model(tmp_path, trainable_backbone=True))
+    assert not caches_feature_maps(tiny_model())  # the scratch conv trains
+    assert not caches_feature_maps(tiny_model(modalities=("text",)))
+
+
+def test_maps_are_cached_only_for_a_model_built_without_a_strategy(tmp_path):
+    import tensorflow as tf
+
+    from multimodal_tf.training.feature_maps import feature_map_cache_bytes
+    from tests.models.test_feature_map_model import _backbone_model
+
+    batches = tf.data.Dataset.range(10).batch(4)  # 3 batches of at most 4 rows
+    model = _backbone_model(tmp_path, modalities=("image",))
+    row = 4 * (1 * 1 * 1280 + 1)  # a 1x1x1280 map and image_present, float32
+    assert feature_map_cache_bytes(model, [batches, batches], 4) == 2 * 3 * 4 * row
+    assert feature_map_cache_bytes(model, [batches.repeat()], 4) is None
+    with tf.distribute.MirroredStrategy(["/cpu:0"]).scope():
+        mirrored = _backbone_model(tmp_path, modalities=("image",))
+    assert feature_map_cache_bytes(mirrored, [batches], 4) is None
+
+
+def test_a_verbose_run_says_whether_it_caches_the_maps():
+    assert "computed once and cached (333 MB)" in _cache_note(333 * 2**20, 2**30)
+    assert "feature maps (333 MB) do not fit in data.cache_decoded_images_mb (1 MB)" in (
+        _cache_note(333 * 2**20, 2**20)
+    )
+    assert "no cache under a tf.distribute strategy" in _cache_note(None, 2**30)
+
+
+def test_the_cached_maps_are_the_encoders_maps(tiny_manifest, tiny_config, tmp_path):
+    from multimodal_tf.training.feature_maps import feature_map_batches
+    from tests.training.test_wide_training import _first_stage_setup
+
+    config = _config(tiny_config, tmp_path)
+    batches, build = _first_stage_setup(tiny_manifest, config, tmp_path)
+    model = build()
+    rows = feature_map_batches(batches("val"), model, 8)
+    (features, labels), (images, expected) = next(iter(rows)), next(iter(batches("val")))
+    assert set(features) == {"token_ids", "image_present", "image_feature_map"}
+    np.testing.assert_allclose(
+        features["image_feature_map"].numpy(),
+        model.image_encoder.feature_map(images["image"]).numpy(),
+        rtol=1e-4,
+        atol=1e-4,
+    )
+    np.testing.assert_array_equal(labels.numpy(), expected.numpy())
