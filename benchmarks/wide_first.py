@@ -24,53 +24,24 @@ seed-to-seed noise). Usage:
         --backbone-weights ../shared/weights/mobilenet_v2_0.35_224_no_top_imagenet_tm.weights.h5
 """
 
-import argparse
 import os
 import statistics
-import sys
-import tempfile
 import time
-from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras  # noqa: E402
+from pretrained_setup import parse_args, pretrained_setup  # noqa: E402
 
-from multimodal_tf.config import RunConfig  # noqa: E402
-from multimodal_tf.data.source import TrainingData  # noqa: E402
-from multimodal_tf.training.run_model import adapted_preprocessor, build_model  # noqa: E402
+from multimodal_tf.training.run_model import build_model  # noqa: E402
 from multimodal_tf.training.wide_first import fit_wide_first  # noqa: E402
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--data", required=True, help="manifest with train and val splits")
-    parser.add_argument("--backbone-weights", required=True, help="MobileNetV2 0.35 no-top file")
-    parser.add_argument("--epochs", type=int, default=8)
-    parser.add_argument("--repeats", type=int, default=2)
-    args = parser.parse_args(argv)
-    for path in (args.data, args.backbone_weights):
-        if not Path(path).is_file():
-            sys.exit(f"{path} not found")
-
-    config = RunConfig()  # the pretrained model of benchmarks/accuracy.py
-    config.data.image_size = (128, 128)
-    config.model.image_encoder = "mobilenet_v2"
-    config.model.image_weights = str(args.backbone_weights)
-    config.model.backbone_alpha = 0.35
+    args = parse_args(__doc__.split("\n")[0], argv, epochs=8)
+    config, source, preprocessor, train, val = pretrained_setup(args.data, args.backbone_weights)
     data, training = config.data, config.training
-    with tempfile.TemporaryDirectory() as folder:
-        source = TrainingData.load(args.data, data, Path(folder), verbose=0)
-    preprocessor = adapted_preprocessor(config, source.train_texts())
     names = source.class_names
-    train, val = (
-        source.dataset(split, preprocessor, names, data.batch_size, split == "train", 1)
-        for split in ("train", "val")
-    )
-    for _ in train:  # fills the decoded-image caches: both variants start from memory
-        pass
-    for _ in val:
-        pass
     print(
         f"{len(source.train_labels())} training rows, {args.epochs} epochs, "
         f"{os.cpu_count()} cores, images {data.image_size[0]} px"
