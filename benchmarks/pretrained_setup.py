@@ -1,4 +1,4 @@
-"""What `wide_first.py` and `second_stage.py` share: the pretrained model's data, decoded once.
+"""What `wide_first.py`, `second_stage.py` and `tune_speed.py` share: the pretrained setup.
 
 The pretrained model is `accuracy.py`'s: the default config with MobileNetV2 0.35
 from a local weights file, at 128 px.
@@ -31,6 +31,16 @@ def parse_args(description, argv=None, epochs=8):
     return args
 
 
+def pretrained_config(backbone_weights):
+    """The default `RunConfig` with MobileNetV2 0.35 from `backbone_weights`, at 128 px."""
+    config = RunConfig()
+    config.data.image_size = (128, 128)
+    config.model.image_encoder = "mobilenet_v2"
+    config.model.image_weights = str(backbone_weights)
+    config.model.backbone_alpha = 0.35
+    return config
+
+
 def pretrained_setup(manifest, backbone_weights):
     """`(config, source, preprocessor, train, val)` with both splits' images decoded.
 
@@ -38,11 +48,7 @@ def pretrained_setup(manifest, backbone_weights):
     filled their decoded-image caches, so every timed variant starts from
     decoded images in memory.
     """
-    config = RunConfig()
-    config.data.image_size = (128, 128)
-    config.model.image_encoder = "mobilenet_v2"
-    config.model.image_weights = str(backbone_weights)
-    config.model.backbone_alpha = 0.35
+    config = pretrained_config(backbone_weights)
     data = config.data
     with tempfile.TemporaryDirectory() as folder:
         source = TrainingData.load(manifest, data, Path(folder), verbose=0)

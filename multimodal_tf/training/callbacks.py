@@ -21,12 +21,13 @@ MONITOR = "val_macro_f1"
 HISTORY_FILE = "history.csv"
 
 
-class _SavesModelToSave:
+class SavesModelToSave:
     """Saves (and restores) `model_to_save` when set, not the model being fit.
 
     `fit_second_stage` fits a model over cached feature maps that shares every
     trained weight with the classifier; the checkpoint and the backup must
-    still write the classifier, the model a user loads and serves.
+    still write the classifier, the model a user loads and serves. A mixin:
+    it goes before the callback class it changes.
     """
 
     model_to_save = None
@@ -35,7 +36,7 @@ class _SavesModelToSave:
         super().set_model(model if self.model_to_save is None else self.model_to_save)
 
 
-class AtomicBackupAndRestore(_SavesModelToSave, keras.callbacks.BackupAndRestore):
+class AtomicBackupAndRestore(SavesModelToSave, keras.callbacks.BackupAndRestore):
     """`BackupAndRestore` whose backups are never half-written.
 
     Each epoch's weights (optimizer state included) go to a new file named after
@@ -89,7 +90,7 @@ class AtomicBackupAndRestore(_SavesModelToSave, keras.callbacks.BackupAndRestore
                 old.unlink()
 
 
-class AtomicModelCheckpoint(_SavesModelToSave, keras.callbacks.ModelCheckpoint):
+class AtomicModelCheckpoint(SavesModelToSave, keras.callbacks.ModelCheckpoint):
     """`ModelCheckpoint(save_best_only=True)` that replaces the best model atomically.
 
     The model is written to a temporary file beside `filepath` and renamed over

@@ -15,7 +15,7 @@ import math
 import tensorflow as tf
 
 from multimodal_tf.models.feature_map_model import FEATURE_MAP
-from multimodal_tf.training.callbacks import AtomicBackupAndRestore, AtomicModelCheckpoint
+from multimodal_tf.training.callbacks import SavesModelToSave
 
 
 def fit_second_stage(
@@ -44,8 +44,9 @@ def fit_second_stage(
         train_batches: tf.data.Dataset of `(features, labels[, sample_weights])`
             batches of `batch_size` rows, reshuffling itself every epoch.
         val_batches: tf.data.Dataset. Selection data, as `train_batches`.
-        callbacks: list of Keras callbacks; `AtomicModelCheckpoint` and
-            `AtomicBackupAndRestore` among them save and restore `model`.
+        callbacks: list of Keras callbacks; those that are `SavesModelToSave`
+            (`AtomicModelCheckpoint`, `AtomicBackupAndRestore`) save and
+            restore `model`.
         epochs: int.
         class_weight: dict or None. Keras `class_weight`.
         initial_epoch: int. Epochs a resumed run has done.
@@ -77,7 +78,7 @@ def fit_second_stage(
             jit_compile=model.jit_compile,
         )
         for callback in callbacks:
-            if isinstance(callback, (AtomicModelCheckpoint, AtomicBackupAndRestore)):
+            if isinstance(callback, SavesModelToSave):
                 callback.model_to_save = model
         train_batches = feature_map_batches(train_batches, model, batch_size, shuffle=True)
         val_batches = feature_map_batches(val_batches, model, batch_size)

@@ -10,11 +10,15 @@ from pathlib import Path
 import keras
 import keras_tuner
 
+# KerasTuner's best-epoch checkpoint has no public name; keras-tuner is pinned below 2.
+from keras_tuner.src.engine.tuner_utils import SaveBestEpoch
+
 from multimodal_tf.config import RunConfig, load_config, save_config
 from multimodal_tf.data.source import TrainingData
 from multimodal_tf.errors import ConfigError, DataError
 from multimodal_tf.layers.fusion import FUSIONS
-from multimodal_tf.training.callbacks import ResumableEarlyStopping
+from multimodal_tf.training.callbacks import ResumableEarlyStopping, SavesModelToSave
+from multimodal_tf.training.feature_maps import fit_second_stage
 from multimodal_tf.training.run_model import (
     adapted_preprocessor,
     compiled_model,
@@ -74,7 +78,11 @@ def tune(manifest, config=None, trials=10, output_dir="runs/tune", search_space=
     the model `train()` would keep). The `test` split is never read. Each
     trial starts from `training.seed` (same initial weights and batch order as
     `train`), so trials differ by their hyperparameters only and `train` with
-    `best_config.yaml` repeats the best one.
+    `best_config.yaml` repeats the best one. As in `train()`, a trial with a
+    frozen pretrained backbone (and no image augmentation) trains over its
+    feature maps, computed once per trial, when they fit in
+    `data.cache_decoded_images_mb` (`fit_second_stage`); KerasTuner's trial
+    checkpoints still hold the classifier's weights.
 
     Args:
         manifest: str or Path. Anything `train` accepts.
@@ -153,7 +161,7 @@ def tune(manifest, config=None, trials=10, output_dir="runs/tune", search_space=
         )
 
     tuner = _Tuner(
-        build,
+        _TrialModel(build, data.batch_size, data.cache_decoded_images_mb * 2**20),
         lambda: dataset("train", shuffle=True),
         wide_best,
         objective=keras_tuner.Objective(OBJECTIVE, direction="max"),
@@ -198,6 +206,38 @@ def tune(manifest, config=None, trials=10, output_dir="runs/tune", search_space=
     return TuneResult(best_config, float(best.score), trials_csv, best_config_path)
 
 
+class _TrialModel(keras_tuner.HyperModel):
+    """Builds a trial's model with `build(hp)` and fits it as `train()` does.
+
+    That is `fit_second_stage`: over feature maps computed once (per trial)
+    for a frozen pretrained backbone without image augmentation, when they
+    fit in `cache_bytes`; otherwise plain `model.fit`.
+    """
+
+    def __init__(self, build, batch_size, cache_bytes):
+        super().__init__()
+        self._build, self.batch_size, self.cache_bytes = build, batch_size, cache_bytes
+
+    def build(self, hp):
+        return self._build(hp)
+
+    def fit(self, hp, model, x, validation_data=None, callbacks=(), shuffle=False, **kwargs):
+        # The datasets reshuffle themselves every epoch, as fit_second_stage expects.
+        return fit_second_stage(
+            model,
+            x,
+            validation_data,
+            list(callbacks),
+            batch_size=self.batch_size,
+            cache_bytes=self.cache_bytes,
+            **kwargs,
+        )
+
+
+class _SaveBestClassifierEpoch(SavesModelToSave, SaveBestEpoch):
+    """KerasTuner's best-epoch checkpoint, saving the classifier when its map model trains."""
+
+
 class _Tuner(keras_tuner.RandomSearch):
     """`RandomSearch` that gives each trial a fresh training set and records its time.
 
@@ -221,6 +261,23 @@ class _Tuner(keras_tuner.RandomSearch):
         if wide is not None and not deep_path_kept(wide, max(histories[-1].history[OBJECTIVE])):
             return float(wide)  # train() would drop the deep path and keep the linear one
         return histories
+
+    def _build_and_fit_model(self, trial, *args, **kwargs):
+        # The trial's checkpoint must hold the classifier's weights even when
+        # fit_second_stage trains its feature-map model.
+        kwargs["callbacks"] = [
+            _classifier_checkpoint(callback) for callback in kwargs.get("callbacks", [])
+        ]
+        return super()._build_and_fit_model(trial, *args, **kwargs)
+
+
+def _classifier_checkpoint(callback):
+    """KerasTuner's `SaveBestEpoch` as `_SaveBestClassifierEpoch`; other callbacks as they are."""
+    if type(callback) is not SaveBestEpoch:
+        return callback
+    checkpoint = _SaveBestClassifierEpoch(callback.objective, callback.filepath)
+    checkpoint.best_value = callback.best_value
+    return checkpoint
 
 
 def _widths(width, multiple_of=1):

@@ -114,3 +114,49 @@ def test_a_trial_scores_the_model_train_would_keep(monkeypatch, tmp_path, wide, 
     result = tuner.run_trial(SimpleNamespace(trial_id="0"))
     assert result == ([history] if score is None else score)
     assert tuner.stats["0"][0] == 3
+
+
+@pytest.mark.slow
+def test_tune_over_a_frozen_backbone_trains_on_cached_maps_and_scores_what_train_keeps(
+    tiny_manifest, tiny_config, tmp_path, capsys
+):
+    from tests.training.test_feature_maps import _config
+
+    config = _config(tiny_config, tmp_path)
+    result = tune(tiny_manifest, config, trials=1, output_dir=tmp_path / "tune", verbose=1)
+    assert "feature maps are computed once and cached" in capsys.readouterr().out
+    trained = train(tiny_manifest, result.best_config, tmp_path / "run", verbose=0)
+    assert trained.metrics["val"]["macro_f1"] == pytest.approx(result.best_score, abs=1e-5)
+
+
+def test_a_trials_checkpoint_holds_the_classifier_when_its_map_model_trains(
+    tiny_manifest, tiny_config, tmp_path
+):
+    import keras_tuner
+    import numpy as np
+    from keras_tuner.src.engine.tuner_utils import SaveBestEpoch
+
+    from multimodal_tf.training.feature_maps import fit_second_stage
+    from multimodal_tf.training.tune import OBJECTIVE, _classifier_checkpoint
+    from tests.training.test_feature_maps import _config
+    from tests.training.test_wide_training import _first_stage_setup
+
+    batches, build = _first_stage_setup(tiny_manifest, _config(tiny_config, tmp_path), tmp_path)
+    objective = keras_tuner.Objective(OBJECTIVE, direction="max")
+    checkpoint = _classifier_checkpoint(SaveBestEpoch(objective, str(tmp_path / "w.weights.h5")))
+    model = build()
+    model.compile()
+    history = fit_second_stage(
+        model,
+        batches("train"),
+        batches("val"),
+        [checkpoint],
+        epochs=1,
+        batch_size=8,
+        cache_bytes=2**30,
+    )
+    assert history.model is not model  # the feature-map model trained
+    reloaded = build()
+    reloaded.load_weights(tmp_path / "w.weights.h5")  # a classifier's weights, images in
+    for saved, trained in zip(reloaded.weights, model.weights, strict=True):
+        np.testing.assert_array_equal(saved.numpy(), trained.numpy())
