@@ -91,11 +91,7 @@ class BaseImageEncoder(keras.layers.Layer):
         `MultimodalClassifier.feature_map_model()` runs this over cached
         feature maps of a frozen backbone (see `frozen_feature_map`).
         """
-        pooled = None
-        if return_pooled:
-            pooled = ops.concatenate(
-                [ops.mean(features, axis=(1, 2)), ops.max(features, axis=(1, 2))], axis=-1
-            )
+        pooled = self.pool_feature_map(features) if return_pooled else None
         features = self.dropout(features, training=training)
         rows = ops.cast(self._pool_rows, features.dtype)
         columns = ops.cast(self._pool_columns, features.dtype)
@@ -104,6 +100,17 @@ class BaseImageEncoder(keras.layers.Layer):
         tokens = ops.reshape(features, (-1, self.grid_size**2, features.shape[-1]))
         tokens = self.projection(tokens) + self.position_embedding
         return (tokens, pooled) if return_pooled else tokens
+
+    @staticmethod
+    def pool_feature_map(features):
+        """`[batch, h, w, channels]` -> `[batch, 2 * channels]`: the map's mean, then its max.
+
+        What `call(..., return_pooled=True)` returns as `pooled`; applied to a
+        cached feature map it gives the same features without the encoder.
+        """
+        return ops.concatenate(
+            [ops.mean(features, axis=(1, 2)), ops.max(features, axis=(1, 2))], axis=-1
+        )
 
     @property
     def frozen_feature_map(self):

@@ -7,7 +7,9 @@ the cache, 7.4 s with it, computing the maps included; `benchmarks/second_stage.
 `fit_second_stage`
 computes the maps once, keeps them in memory with the other inputs, and fits
 `model.feature_map_model()`, which shares every weight that trains with the
-model; the checkpoint and the backup save the model itself.
+model; the checkpoint and the backup save the model itself. When the first
+stage reads the backbone's pooled features (`model.wide_image`), it caches the
+maps instead (`FeatureMapCache`) and hands them on: one backbone pass a run.
 """
 
 import math
@@ -15,6 +17,7 @@ import math
 import tensorflow as tf
 
 from multimodal_tf.models.feature_map_model import FEATURE_MAP
+from multimodal_tf.models.wide_model import POOLED_FEATURES
 from multimodal_tf.training.callbacks import SavesModelToSave
 
 
@@ -29,6 +32,7 @@ def fit_second_stage(
     batch_size=None,
     cache_bytes=0,
     verbose=0,
+    shared=None,
 ):
     """`model.fit` on the batches, over cached feature maps where that gives the same model.
 
@@ -38,6 +42,8 @@ def fit_second_stage(
     are reshuffled every epoch. Each call computes its own maps (an
     ensemble's members each once).
     Otherwise this is `model.fit(...)`, the encoder running over every batch.
+    If the first stage left a `FeatureMapCache` in `shared["cache"]`
+    (`share_feature_maps`), its maps are used and not computed again.
 
     Args:
         model: compiled `MultimodalClassifier`.
@@ -53,6 +59,7 @@ def fit_second_stage(
         batch_size: int or None. Rows per batch of both datasets; None: no cache.
         cache_bytes: int. Memory the cached maps of both splits may take.
         verbose: int. Keras `fit` verbosity; > 0 also says what is cached.
+        shared: dict or None. What `fit_wide_first` got as `shared`.
 
     Returns:
         The Keras `History`.
@@ -61,13 +68,17 @@ def fit_second_stage(
     >>> fit_second_stage(model, train, val, callbacks, epochs=30,  # doctest: +SKIP
     ...                  batch_size=32, cache_bytes=2**30)
     """
+    cache = (shared or {}).get("cache")
     size = None
-    if caches_feature_maps(model):
+    if cache is not None:
+        if verbose:
+            print("The rest of the training reads the feature maps cached in the first stage.")
+    elif caches_feature_maps(model):
         size = feature_map_cache_bytes(model, [train_batches, val_batches], batch_size)
         if verbose:
             print(_cache_note(size, cache_bytes))
     fitted = model
-    if size is not None and size <= cache_bytes:
+    if cache is not None or (size is not None and size <= cache_bytes):
         fitted = model.feature_map_model()
         if not model.optimizer.built:  # its slots follow the model's variables
             model.optimizer.build(model.trainable_variables)
@@ -80,8 +91,11 @@ def fit_second_stage(
         for callback in callbacks:
             if isinstance(callback, SavesModelToSave):
                 callback.model_to_save = model
-        train_batches = feature_map_batches(train_batches, model, batch_size, shuffle=True)
-        val_batches = feature_map_batches(val_batches, model, batch_size)
+        if cache is not None:
+            train_batches, val_batches = cache.maps("train", shuffle=True), cache.maps("val")
+        else:
+            train_batches = feature_map_batches(train_batches, model, batch_size, shuffle=True)
+            val_batches = feature_map_batches(val_batches, model, batch_size)
     return fitted.fit(
         train_batches,
         validation_data=val_batches,
@@ -124,6 +138,11 @@ def feature_map_batches(batches, model, batch_size, shuffle=False):
     >>> train = feature_map_batches(train_batches, model, 32, shuffle=True)  # doctest: +SKIP
     >>> model.feature_map_model().fit(train, epochs=10)  # doctest: +SKIP
     """
+    return cached_rows(batches, _to_map(model), batch_size, shuffle)
+
+
+def _to_map(model):
+    """A batch's features -> what `feature_map_model()` takes, the image as its feature map."""
     encoder = model.image_encoder
     names = (["token_ids"] if "text" in model.modalities else []) + ["image_present"]
 
@@ -132,7 +151,7 @@ def feature_map_batches(batches, model, batch_size, shuffle=False):
         kept[FEATURE_MAP] = encoder.feature_map(features["image"], training=False)
         return kept
 
-    return cached_rows(batches, to_map, batch_size, shuffle)
+    return to_map
 
 
 def cached_rows(batches, transform, batch_size, shuffle=False, parallel=tf.data.AUTOTUNE):
@@ -142,7 +161,7 @@ def cached_rows(batches, transform, batch_size, shuffle=False, parallel=tf.data.
     at once (tf.data runs each on one thread; in order); from then on the
     rows come from memory, reshuffled every pass with `shuffle`, in batches
     of `batch_size`, as many as `batches` has (Keras then knows an epoch's
-    length).
+    length). `cache_rows` then `batch_rows`.
 
     Args:
         batches: tf.data.Dataset of `(features, labels[, sample_weights])`
@@ -156,17 +175,103 @@ def cached_rows(batches, transform, batch_size, shuffle=False, parallel=tf.data.
     Example:
     >>> rows = cached_rows(batches, lambda f: {"token_ids": f["token_ids"]}, 32)  # doctest: +SKIP
     """
+    return batch_rows(*cache_rows(batches, transform, parallel), batch_size, shuffle)
+
+
+def cache_rows(batches, transform, parallel=tf.data.AUTOTUNE):
+    """`(rows, count)`: `batches`' rows, `transform`ed and cached; `count` is its batches.
+
+    The cache fills in the first complete pass over `rows` (or a dataset
+    built on it); every dataset built on `rows` reads the same cache.
+    """
     count = int(batches.cardinality())
     if count < 0:
         raise ValueError("Caching rows needs batches whose number is known (cardinality).")
     rows = batches.map(
         lambda features, *rest: (transform(features), *rest), num_parallel_calls=parallel
     )
-    rows = rows.unbatch().cache()
+    return rows.unbatch().cache(), count
+
+
+def batch_rows(rows, count, batch_size, shuffle=False):
+    """`cache_rows`' rows in `count` batches of `batch_size`; `shuffle`: a new order every pass."""
     if shuffle:
         rows = rows.shuffle(count * batch_size, reshuffle_each_iteration=True)
     rows = rows.batch(batch_size).apply(tf.data.experimental.assert_cardinality(count))
     return rows.prefetch(tf.data.AUTOTUNE)
+
+
+class FeatureMapCache:
+    """A frozen backbone's feature maps of one run's train and val rows, for both stages.
+
+    `train()`'s first stage (`fit_wide_first` with `model.wide_image`) reads
+    the maps' pooled features (`pooled`), its second stage
+    (`fit_second_stage`) the maps (`maps`). Both come from one pass of the
+    backbone over the images, in the first stage's first epoch, instead of
+    one pass each. Made by `share_feature_maps`.
+
+    Args:
+        model: `MultimodalClassifier` with `caches_feature_maps(model)`.
+        train_batches: tf.data.Dataset. Training batches of `batch_size`
+            rows, with a known number of batches.
+        val_batches: tf.data.Dataset. Selection batches, likewise.
+        batch_size: int.
+
+    Example:
+    >>> cache = FeatureMapCache(model, train, val, 32)  # doctest: +SKIP
+    >>> cache.pooled("train", shuffle=True)  # first stage; computes the maps  # doctest: +SKIP
+    >>> cache.maps("train", shuffle=True)  # second stage; from memory  # doctest: +SKIP
+    """
+
+    def __init__(self, model, train_batches, val_batches, batch_size):
+        self.batch_size = batch_size
+        to_map = _to_map(model)
+        self._maps = {
+            split: cache_rows(batches, to_map)
+            for split, batches in (("train", train_batches), ("val", val_batches))
+        }
+        pool = model.image_encoder.pool_feature_map
+
+        def pooled(features, *rest):
+            kept = {name: value for name, value in features.items() if name != FEATURE_MAP}
+            kept[POOLED_FEATURES] = pool(features[FEATURE_MAP][None])[0]
+            return (kept, *rest)
+
+        self._pooled = {
+            split: (rows.map(pooled).cache(), count) for split, (rows, count) in self._maps.items()
+        }
+
+    def maps(self, split, shuffle=False):
+        """`split`'s batches with the feature map as `FEATURE_MAP` (`feature_map_batches`)."""
+        return batch_rows(*self._maps[split], self.batch_size, shuffle)
+
+    def pooled(self, split, shuffle=False):
+        """`split`'s batches with the pooled map as `POOLED_FEATURES` (`pooled_batches`)."""
+        return batch_rows(*self._pooled[split], self.batch_size, shuffle)
+
+
+def share_feature_maps(model, train_batches, val_batches, batch_size, cache_bytes, shared):
+    """A `FeatureMapCache` for both stages, kept in `shared["cache"]`, or None if none fits.
+
+    None when `shared` is None, the maps do not stay the same from epoch to
+    epoch (`caches_feature_maps`), they cannot be cached (`cache_bytes_for`),
+    or the maps and their pooled features do not fit in `cache_bytes`
+    together.
+    """
+    if shared is None or not caches_feature_maps(model):
+        return None
+    datasets = [train_batches, val_batches]
+    size = feature_map_cache_bytes(model, datasets, batch_size)
+    if size is None or size + pooled_cache_bytes(model, datasets, batch_size) > cache_bytes:
+        return None
+    shared["cache"] = FeatureMapCache(model, train_batches, val_batches, batch_size)
+    return shared["cache"]
+
+
+def pooled_cache_bytes(model, datasets, batch_size):
+    """At most the memory `pooled_batches` of `datasets` hold; None if they cannot be cached."""
+    row = 4 * (model.preprocessor.sequence_length + model.image_encoder.pooled_dim + 1)
+    return cache_bytes_for(model, datasets, batch_size, row)
 
 
 def feature_map_cache_bytes(model, datasets, batch_size):

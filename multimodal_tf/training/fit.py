@@ -152,6 +152,7 @@ def train(manifest, config=None, output_dir="runs/latest", verbose=1):
         # With drop_deep_if_worse, a second stage that never beats the first
         # stage's best is dropped, so it stops once its patience runs out below it.
         first_stage = {}  # its best val score, once compiled_model has trained it
+        shared = {}  # the frozen backbone's feature maps, when both stages read them
         callbacks, initial_epoch = training_callbacks(
             folder,
             training.early_stopping_patience,
@@ -171,6 +172,7 @@ def train(manifest, config=None, output_dir="runs/latest", verbose=1):
                 folder=folder,
                 resumed=initial_epoch > 0,
                 verbose=verbose,
+                shared=shared,
             )
         dropping_deep = training.drop_deep_if_worse and model.wide and training.wide_epochs
         if dropping_deep:
@@ -189,7 +191,8 @@ def train(manifest, config=None, output_dir="runs/latest", verbose=1):
             )
         # One dataset for every member: images are decoded (and cached) once, and
         # the shuffle order goes on changing from one member's epochs to the next.
-        # A frozen backbone's feature maps are computed once if they fit.
+        # A frozen backbone's feature maps are computed once if they fit (in the
+        # first stage, for both, when it reads the backbone's pooled features).
         fit_second_stage(
             model,
             train_batches,
@@ -201,6 +204,7 @@ def train(manifest, config=None, output_dir="runs/latest", verbose=1):
             batch_size=batch_size,
             cache_bytes=data.cache_decoded_images_mb * 2**20,
             verbose=verbose,
+            shared=shared,
         )
         if dropping_deep:
             deep_path[folder] = keep_deep_path_if_better(folder / MODEL_FILE, folder, verbose)

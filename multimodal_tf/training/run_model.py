@@ -90,6 +90,7 @@ def compiled_model(
     resumed=False,
     verbose=0,
     wide_result=None,
+    shared=None,
 ):
     """The run's model ready to `fit`: built, its wide path trained first, compiled.
 
@@ -111,6 +112,9 @@ def compiled_model(
         wide_result: dict or None. If given, filled with the first stage's
             best epoch and its validation logs (`fit_wide_first()`'s dict),
             if that stage trained.
+        shared: dict or None. Gets the first stage's cached feature maps
+            for `fit_second_stage`, when both stages can read them
+            (`fit_wide_first`).
     """
     training = config.training
     model = build_model(
@@ -130,6 +134,7 @@ def compiled_model(
         verbose=verbose,
         batch_size=config.data.batch_size * tf.distribute.get_strategy().num_replicas_in_sync,
         cache_bytes=config.data.cache_decoded_images_mb * 2**20,
+        shared=shared,
     )
     if wide_result is not None and best is not None:
         wide_result.update(best)

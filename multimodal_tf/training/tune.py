@@ -128,11 +128,14 @@ def tune(manifest, config=None, trials=10, output_dir="runs/tune", search_space=
 
     # The current trial's first stage; filled only for drop_deep_if_worse.
     wide_best = {}
+    # The current trial's cached feature maps, when both of its stages read them.
+    shared = {}
 
     def build(hp):
         trial_config = _apply(config, _sample(hp, space))
         keras.utils.set_random_seed(training.seed)
         wide_best.clear()
+        shared.clear()
         # As train() builds each member: the wide path first, the trial's learning rate.
         return compiled_model(
             trial_config,
@@ -142,6 +145,7 @@ def tune(manifest, config=None, trials=10, output_dir="runs/tune", search_space=
             steps,
             weights,
             wide_result=wide_best if training.drop_deep_if_worse else None,
+            shared=shared,
             wide_batches=lambda text_only: (
                 dataset("train", shuffle=True, text_only=text_only),
                 dataset("val", text_only=text_only),
@@ -161,7 +165,7 @@ def tune(manifest, config=None, trials=10, output_dir="runs/tune", search_space=
         )
 
     tuner = _Tuner(
-        _TrialModel(build, data.batch_size, data.cache_decoded_images_mb * 2**20),
+        _TrialModel(build, data.batch_size, data.cache_decoded_images_mb * 2**20, shared),
         lambda: dataset("train", shuffle=True),
         wide_best,
         objective=keras_tuner.Objective(OBJECTIVE, direction="max"),
@@ -211,12 +215,14 @@ class _TrialModel(keras_tuner.HyperModel):
 
     That is `fit_second_stage`: over feature maps computed once (per trial)
     for a frozen pretrained backbone without image augmentation, when they
-    fit in `cache_bytes`; otherwise plain `model.fit`.
+    fit in `cache_bytes`, or the maps its first stage cached in `shared`;
+    otherwise plain `model.fit`.
     """
 
-    def __init__(self, build, batch_size, cache_bytes):
+    def __init__(self, build, batch_size, cache_bytes, shared=None):
         super().__init__()
         self._build, self.batch_size, self.cache_bytes = build, batch_size, cache_bytes
+        self.shared = shared  # filled by `build` with the trial's cached maps, if any
 
     def build(self, hp):
         return self._build(hp)
@@ -230,6 +236,7 @@ class _TrialModel(keras_tuner.HyperModel):
             list(callbacks),
             batch_size=self.batch_size,
             cache_bytes=self.cache_bytes,
+            shared=self.shared,
             **kwargs,
         )
 

@@ -15,7 +15,11 @@ import tensorflow as tf
 
 from multimodal_tf.models.wide_model import POOLED_FEATURES
 from multimodal_tf.training.callbacks import HISTORY_FILE, MONITOR, read_history
-from multimodal_tf.training.feature_maps import cache_bytes_for, cached_rows
+from multimodal_tf.training.feature_maps import (
+    cached_rows,
+    pooled_cache_bytes,
+    share_feature_maps,
+)
 
 #: The first stage's epoch log in a run (or ensemble member) folder.
 WIDE_HISTORY_FILE = "wide_history.csv"
@@ -31,6 +35,7 @@ def train_wide_path(
     verbose=0,
     batch_size=None,
     cache_bytes=0,
+    shared=None,
 ):
     """`training.wide_epochs` for one run: the wide path first, as `train()` and `tune()` do.
 
@@ -52,6 +57,7 @@ def train_wide_path(
         batch_size: int or None. Rows per batch of `batches`; needed to cache
             the backbone's pooled features (see `fit_wide_first`).
         cache_bytes: int. Memory the cached pooled features may take.
+        shared: dict or None. Passed to `fit_wide_first`.
 
     Returns:
         `fit_wide_first()`'s dict, or None if nothing was trained.
@@ -85,6 +91,7 @@ def train_wide_path(
         verbose=verbose,
         batch_size=batch_size,
         cache_bytes=cache_bytes,
+        shared=shared,
     )
     if verbose:
         print(
@@ -108,6 +115,7 @@ def fit_wide_first(
     verbose=1,
     batch_size=None,
     cache_bytes=0,
+    shared=None,
 ):
     """Fits `model.wide_model()` alone, keeps its best val epoch and freezes it.
 
@@ -125,6 +133,11 @@ def fit_wide_first(
     strategy, they are computed once, before the first epoch, and kept in
     memory with the token ids (`pooled_batches`); the rows are reshuffled
     every epoch. Otherwise the encoder runs over every batch of every epoch.
+    Given a dict as `shared`, when the second stage will train over cached
+    feature maps (`caches_feature_maps`) and they fit too, the backbone's
+    feature maps are cached instead and pooled, and left in
+    `shared["cache"]` for `fit_second_stage` (`share_feature_maps`): one
+    pass of the backbone over the images serves both stages.
 
     Args:
         model: `MultimodalClassifier` built with `wide=True`.
@@ -145,6 +158,7 @@ def fit_wide_first(
         batch_size: int or None. Rows per batch of `train_batches`: the
             cached rows are batched again at this size. None: no cache.
         cache_bytes: int. Memory the cached features of both splits may take.
+        shared: dict or None. Gets the `FeatureMapCache` both stages read.
 
     Returns:
         dict: the best epoch (`epoch`, counted from 1) and its validation logs.
@@ -157,12 +171,25 @@ def fit_wide_first(
     >>> model.fit(train, validation_data=val, epochs=30)
     """
     pooled = False
+    cache = None
     if model.wide_image:
-        size = _pooled_cache_bytes(model, [train_batches, val_batches], batch_size)
+        cache = share_feature_maps(
+            model, train_batches, val_batches, batch_size, cache_bytes, shared
+        )
+    if cache is not None:
+        pooled = True
+        train_batches, val_batches = cache.pooled("train", shuffle=True), cache.pooled("val")
+        if verbose:
+            print(
+                "The frozen backbone's feature maps are computed once and cached for both "
+                "stages: this one reads their pooled features, the next the maps."
+            )
+    elif model.wide_image:
+        size = pooled_cache_bytes(model, [train_batches, val_batches], batch_size)
         pooled = size is not None and size <= cache_bytes
         if verbose:
             print(_cache_note(size, cache_bytes))
-    if pooled:
+    if pooled and cache is None:
         train_batches = pooled_batches(train_batches, model, batch_size, shuffle=True)
         val_batches = pooled_batches(val_batches, model, batch_size)
     linear = model.wide_model(pooled_features=pooled)
@@ -258,12 +285,6 @@ def pooled_batches(batches, model, batch_size, shuffle=False):
         }
 
     return cached_rows(batches, pool, batch_size, shuffle)
-
-
-def _pooled_cache_bytes(model, datasets, batch_size):
-    """At most the memory `pooled_batches` of `datasets` hold; None if they cannot be cached."""
-    row = 4 * (model.preprocessor.sequence_length + model.image_encoder.pooled_dim + 1)
-    return cache_bytes_for(model, datasets, batch_size, row)
 
 
 def _cache_note(size, cache_bytes):

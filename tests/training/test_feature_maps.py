@@ -23,12 +23,22 @@ def _config(tiny_config, folder):
 
 @pytest.mark.slow
 def test_the_rest_of_the_training_runs_over_cached_maps_and_saves_the_classifier(
-    tiny_manifest, tiny_config, tmp_path, capsys
+    tiny_manifest, tiny_config, tmp_path, capsys, monkeypatch
 ):
+    from multimodal_tf.training import feature_maps, wide_first
+
+    def not_again(*args, **kwargs):
+        raise AssertionError("the backbone ran over the images a second time")
+
+    # One pass of the backbone serves both stages: neither computes its own.
+    monkeypatch.setattr(wide_first, "pooled_batches", not_again)
+    monkeypatch.setattr(feature_maps, "feature_map_batches", not_again)
     config = _config(tiny_config, tmp_path)
     assert config.model.image_augmentation == "auto"  # off for the frozen backbone
     result = train(tiny_manifest, config, tmp_path / "run", verbose=1)
-    assert "feature maps are computed once and cached" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "feature maps are computed once and cached for both stages" in printed
+    assert "The rest of the training reads the feature maps cached in the first stage" in printed
     # The checkpoint saved the classifier, images in, at the second stage's best epoch.
     loaded = keras.saving.load_model(tmp_path / "run" / "model.keras")
     assert isinstance(loaded, MultimodalClassifier) and "image" in loaded.input
@@ -141,3 +151,40 @@ def test_the_cached_maps_are_the_encoders_maps(tiny_manifest, tiny_config, tmp_p
         atol=1e-4,
     )
     np.testing.assert_array_equal(labels.numpy(), expected.numpy())
+
+
+def test_one_cache_gives_both_stages_what_each_would_compute(tiny_manifest, tiny_config, tmp_path):
+    from multimodal_tf.models.wide_model import POOLED_FEATURES
+    from multimodal_tf.training.feature_maps import (
+        FEATURE_MAP,
+        FeatureMapCache,
+        feature_map_batches,
+        share_feature_maps,
+    )
+    from multimodal_tf.training.wide_first import pooled_batches
+    from tests.training.test_wide_training import _first_stage_setup
+
+    batches, build = _first_stage_setup(tiny_manifest, _config(tiny_config, tmp_path), tmp_path)
+    model = build()
+    cache = FeatureMapCache(model, batches("train"), batches("val"), 8)
+    pairs = [
+        (cache.pooled("val"), pooled_batches(batches("val"), model, 8), POOLED_FEATURES),
+        (cache.maps("val"), feature_map_batches(batches("val"), model, 8), FEATURE_MAP),
+    ]
+    for shared_rows, own_rows, name in pairs:
+        for (shared, labels), (own, expected) in zip(shared_rows, own_rows, strict=True):
+            assert set(shared) == set(own)
+            np.testing.assert_allclose(shared[name], own[name], rtol=1e-5, atol=1e-5)
+            np.testing.assert_array_equal(shared["token_ids"], own["token_ids"])
+            np.testing.assert_array_equal(labels, expected)
+    assert int(cache.maps("train", shuffle=True).cardinality()) == int(
+        batches("train").cardinality()
+    )
+    # Shared only when asked for, and only when the maps and pooled features fit.
+    train_batches, val_batches = batches("train"), batches("val")
+    assert share_feature_maps(model, train_batches, val_batches, 8, 2**30, None) is None
+    shared = {}
+    assert share_feature_maps(model, train_batches, val_batches, 8, 0, shared) is None
+    assert not shared
+    cache = share_feature_maps(model, train_batches, val_batches, 8, 2**30, shared)
+    assert shared == {"cache": cache}

@@ -124,7 +124,8 @@ def test_tune_over_a_frozen_backbone_trains_on_cached_maps_and_scores_what_train
 
     config = _config(tiny_config, tmp_path)
     result = tune(tiny_manifest, config, trials=1, output_dir=tmp_path / "tune", verbose=1)
-    assert "feature maps are computed once and cached" in capsys.readouterr().out
+    # The trial's first stage computed the maps; its second stage read them.
+    assert "reads the feature maps cached in the first stage" in capsys.readouterr().out
     trained = train(tiny_manifest, result.best_config, tmp_path / "run", verbose=0)
     assert trained.metrics["val"]["macro_f1"] == pytest.approx(result.best_score, abs=1e-5)
 
