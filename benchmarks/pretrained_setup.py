@@ -1,4 +1,5 @@
-"""What `wide_first.py`, `second_stage.py` and `tune_speed.py` share: the pretrained setup.
+"""The pretrained set-up that `wide_first.py`, `second_stage.py`, `tune_speed.py` and
+`pretrained_run.py` share.
 
 The pretrained model is `accuracy.py`'s: the default config with MobileNetV2 0.35
 from a local weights file, at 128 px.
