@@ -12,7 +12,7 @@ decoded images in memory:
   (b) plain: no augmentation (`auto` for a frozen backbone), maps recomputed
       every epoch (`data.cache_decoded_images_mb: 0` for them),
   (c) cached: no augmentation, maps computed once and kept in memory
-      (`feature_map_batches`; what `train()` does when they fit).
+      (`FeatureMapCache`; what `train()` does when they fit).
 
 The cached variant's seconds include computing the maps, once, in its first
 epoch. Before the epochs, it times that computation alone for both splits
@@ -38,7 +38,11 @@ import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from pretrained_setup import parse_args, pretrained_setup  # noqa: E402
 
-from multimodal_tf.training.feature_maps import cached_rows, fit_second_stage  # noqa: E402
+from multimodal_tf.training.feature_maps import (  # noqa: E402
+    _to_map,
+    cached_rows,
+    fit_second_stage,
+)
 from multimodal_tf.training.run_model import build_model, learning_rate  # noqa: E402
 
 
@@ -55,12 +59,7 @@ def main(argv=None):
 
     cache_bytes = data.cache_decoded_images_mb * 2**20
     model = build_model(config.model, names, preprocessor, num_train=rows)
-    encoder = model.image_encoder
-
-    def to_map(features):  # what feature_map_batches keeps
-        kept = {name: features[name] for name in ("token_ids", "image_present")}
-        kept["image_feature_map"] = encoder.feature_map(features["image"], training=False)
-        return kept
+    to_map = _to_map(model)  # what FeatureMapCache keeps
 
     computing = {"one batch at a time": None, "in parallel (AUTOTUNE)": tf.data.AUTOTUNE}
     map_seconds = {name: [] for name in computing}

@@ -9,8 +9,12 @@ from multimodal_tf.layers.modality_dropout import ModalityDropout
 from multimodal_tf.models.base_image_encoder import BaseImageEncoder
 from multimodal_tf.models.classifier_graph import GraphLayers, head_outputs
 from multimodal_tf.models.embeddings import load_word_vectors
+from multimodal_tf.models.encoder_layers import (
+    image_encoder_layer,
+    resolve_layer,
+    text_encoder_layer,
+)
 from multimodal_tf.models.feature_map_model import build_feature_map_model
-from multimodal_tf.models.image_encoder import get_image_encoder
 from multimodal_tf.models.strategy_fit import StrategyAwareFit
 from multimodal_tf.models.task import (
     DEFAULT_HEAD,
@@ -18,7 +22,6 @@ from multimodal_tf.models.task import (
     _heads,
     _multi_label_heads,
 )
-from multimodal_tf.models.text_encoder import get_text_encoder
 from multimodal_tf.models.wide_model import WideModel, build_wide_model, wide_path_layers
 
 MODALITIES = ("text", "image")
@@ -155,47 +158,33 @@ class MultimodalClassifier(ClassificationTask, StrategyAwareFit, keras.Model):
         # === Layers ===
         text_layer = image_layer = None
         if "text" in modalities:
-            text_layer = _layer(text_encoder)
-            if isinstance(text_layer, str):
-                text_layer = get_text_encoder(
-                    text_layer,
-                    preprocessor.vocabulary_size,
-                    embedding_dim=embedding_dim,
-                    hidden_dim=hidden_dim,
-                    dropout_rate=dropout_rate,
-                    lstm_units=lstm_units,
-                    name="text_encoder",
-                    **({"num_heads": num_heads} if text_layer == "transformer" else {}),
-                    **(
-                        {
-                            "token_dropout": token_dropout,
-                            "idf_weights": preprocessor.idf_weights,
-                            "num_word_features": preprocessor.num_word_features,
-                        }
-                        if text_layer == "bag"
-                        else {}
-                    ),
-                )
+            text_layer = text_encoder_layer(
+                text_encoder,
+                preprocessor,
+                embedding_dim,
+                hidden_dim,
+                dropout_rate,
+                lstm_units,
+                num_heads,
+                token_dropout,
+            )
         if "image" in modalities:
-            image_layer = _layer(image_encoder)
-            if isinstance(image_layer, str):
-                image_layer = get_image_encoder(
-                    image_layer,
-                    hidden_dim=hidden_dim,
-                    grid_size=grid_size,
-                    dropout_rate=dropout_rate,
-                    filters=image_filters,
-                    weights=image_weights if _load_pretrained else None,
-                    trainable_backbone=trainable_backbone,
-                    name="image_encoder",
-                    **({"alpha": backbone_alpha} if "mobilenet" in image_layer else {}),
-                )
+            image_layer = image_encoder_layer(
+                image_encoder,
+                hidden_dim,
+                grid_size,
+                dropout_rate,
+                image_filters,
+                image_weights if _load_pretrained else None,
+                trainable_backbone,
+                backbone_alpha,
+            )
         if wide_image and not isinstance(image_layer, BaseImageEncoder):
             raise ValueError(
                 "`wide_image=True` reads the pooled feature map of a `BaseImageEncoder`; "
                 f"received a {type(image_layer).__name__}."
             )
-        fusion_layer = _layer(fusion)
+        fusion_layer = resolve_layer(fusion)
         if isinstance(fusion_layer, str):
             fusion_layer = get_fusion(
                 fusion_layer, hidden_dim, len(modalities), num_heads, dropout_rate
@@ -387,14 +376,6 @@ class MultimodalClassifier(ClassificationTask, StrategyAwareFit, keras.Model):
         for name in frozen:
             model.get_layer(name).trainable = False
         return model
-
-
-def _layer(value):
-    if isinstance(value, dict):
-        return keras.layers.deserialize(value)
-    if isinstance(value, str) or isinstance(value, keras.layers.Layer):
-        return value
-    raise ValueError(f"Expected a name or a Keras layer; received {value!r}.")
 
 
 def _serialize(layer):

@@ -36,8 +36,8 @@ def fit_second_stage(
 ):
     """`model.fit` on the batches, over cached feature maps where that gives the same model.
 
-    The maps are cached when `caches_feature_maps(model)` holds, both
-    datasets' lengths are known, the model was built without a
+    The maps are cached (a `FeatureMapCache`) when `caches_feature_maps(model)`
+    holds, both datasets' lengths are known, the model was built without a
     `tf.distribute` strategy and they fit in `cache_bytes`; the training rows
     are reshuffled every epoch. Each call computes its own maps (an
     ensemble's members each once).
@@ -69,7 +69,6 @@ def fit_second_stage(
     ...                  batch_size=32, cache_bytes=2**30)
     """
     cache = (shared or {}).get("cache")
-    size = None
     if cache is not None:
         if verbose:
             print("The rest of the training reads the feature maps cached in the first stage.")
@@ -77,8 +76,10 @@ def fit_second_stage(
         size = feature_map_cache_bytes(model, [train_batches, val_batches], batch_size)
         if verbose:
             print(_cache_note(size, cache_bytes))
+        if size is not None and size <= cache_bytes:
+            cache = FeatureMapCache(model, train_batches, val_batches, batch_size)
     fitted = model
-    if cache is not None or (size is not None and size <= cache_bytes):
+    if cache is not None:
         fitted = model.feature_map_model()
         if not model.optimizer.built:  # its slots follow the model's variables
             model.optimizer.build(model.trainable_variables)
@@ -91,11 +92,7 @@ def fit_second_stage(
         for callback in callbacks:
             if isinstance(callback, SavesModelToSave):
                 callback.model_to_save = model
-        if cache is not None:
-            train_batches, val_batches = cache.maps("train", shuffle=True), cache.maps("val")
-        else:
-            train_batches = feature_map_batches(train_batches, model, batch_size, shuffle=True)
-            val_batches = feature_map_batches(val_batches, model, batch_size)
+        train_batches, val_batches = cache.maps("train", shuffle=True), cache.maps("val")
     return fitted.fit(
         train_batches,
         validation_data=val_batches,
@@ -117,28 +114,6 @@ def caches_feature_maps(model):
     """
     encoder = getattr(model, "image_encoder", None)
     return encoder is not None and encoder.frozen_feature_map and not model.image_augmentation
-
-
-def feature_map_batches(batches, model, batch_size, shuffle=False):
-    """`batches` with each image replaced by the encoder's feature map, computed once.
-
-    Keeps `token_ids` (with text), `image_present`, the labels and any sample
-    weights; the map goes in as `FEATURE_MAP`, what `feature_map_model()`
-    takes.
-
-    Args:
-        batches: tf.data.Dataset of `(features, labels[, sample_weights])`
-            with a known number of batches.
-        model: `MultimodalClassifier` with images.
-        batch_size: int. Rows per batch of `batches` (all but the last), and
-            of the result.
-        shuffle: bool. Reshuffle the rows every pass (training batches).
-
-    Example:
-    >>> train = feature_map_batches(train_batches, model, 32, shuffle=True)  # doctest: +SKIP
-    >>> model.feature_map_model().fit(train, epochs=10)  # doctest: +SKIP
-    """
-    return cached_rows(batches, _to_map(model), batch_size, shuffle)
 
 
 def _to_map(model):
@@ -242,7 +217,7 @@ class FeatureMapCache:
         }
 
     def maps(self, split, shuffle=False):
-        """`split`'s batches with the feature map as `FEATURE_MAP` (`feature_map_batches`)."""
+        """`split`'s batches with the map as `FEATURE_MAP` (what `feature_map_model()` takes)."""
         return batch_rows(*self._maps[split], self.batch_size, shuffle)
 
     def pooled(self, split, shuffle=False):
@@ -275,7 +250,7 @@ def pooled_cache_bytes(model, datasets, batch_size):
 
 
 def feature_map_cache_bytes(model, datasets, batch_size):
-    """At most the memory `feature_map_batches` of `datasets` hold; None if they cannot be cached.
+    """At most the memory the cached maps of `datasets` hold; None if they cannot be cached.
 
     None when they cannot be cached (`cache_bytes_for`).
     """

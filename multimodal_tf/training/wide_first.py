@@ -171,27 +171,12 @@ def fit_wide_first(
     >>> model.fit(train, validation_data=val, epochs=30)
     """
     pooled = False
-    cache = None
     if model.wide_image:
-        cache = share_feature_maps(
+        train_batches, val_batches, pooled, note = _first_stage_batches(
             model, train_batches, val_batches, batch_size, cache_bytes, shared
         )
-    if cache is not None:
-        pooled = True
-        train_batches, val_batches = cache.pooled("train", shuffle=True), cache.pooled("val")
         if verbose:
-            print(
-                "The frozen backbone's feature maps are computed once and cached for both "
-                "stages: this one reads their pooled features, the next the maps."
-            )
-    elif model.wide_image:
-        size = pooled_cache_bytes(model, [train_batches, val_batches], batch_size)
-        pooled = size is not None and size <= cache_bytes
-        if verbose:
-            print(_cache_note(size, cache_bytes))
-    if pooled and cache is None:
-        train_batches = pooled_batches(train_batches, model, batch_size, shuffle=True)
-        val_batches = pooled_batches(val_batches, model, batch_size)
+            print(note)
     linear = model.wide_model(pooled_features=pooled)
     if model.wide_image:
         adapt_wide_image(model, train_batches, pooled=pooled)
@@ -218,6 +203,29 @@ def fit_wide_first(
     freeze_wide(model)
     best = stopping.best_epoch
     return {"epoch": best + 1, **{k: float(v[best]) for k, v in history.history.items()}}
+
+
+def _first_stage_batches(model, train_batches, val_batches, batch_size, cache_bytes, shared):
+    """`(train, val, pooled, note)`: the batches the wide path reads with `wide_image`.
+
+    The maps cached for both stages (`share_feature_maps`) when they can be,
+    else the pooled features cached alone (`pooled_batches`) when they fit,
+    else the batches as they are (`pooled` False); `note` says which.
+    """
+    datasets = [train_batches, val_batches]
+    cache = share_feature_maps(model, *datasets, batch_size, cache_bytes, shared)
+    if cache is not None:
+        note = (
+            "The frozen backbone's feature maps are computed once and cached for both "
+            "stages: this one reads their pooled features, the next the maps."
+        )
+        return cache.pooled("train", shuffle=True), cache.pooled("val"), True, note
+    size = pooled_cache_bytes(model, datasets, batch_size)
+    note = _cache_note(size, cache_bytes)
+    if size is None or size > cache_bytes:
+        return train_batches, val_batches, False, note
+    train_batches = pooled_batches(train_batches, model, batch_size, shuffle=True)
+    return train_batches, pooled_batches(val_batches, model, batch_size), True, note
 
 
 def freeze_wide(model):
@@ -278,9 +286,10 @@ def pooled_batches(batches, model, batch_size, shuffle=False):
     encoder = model.image_encoder
 
     def pool(features):
+        feature_map = encoder.feature_map(features["image"], training=False)
         return {
             "token_ids": features["token_ids"],
-            POOLED_FEATURES: encoder(features["image"], return_pooled=True)[1],
+            POOLED_FEATURES: encoder.pool_feature_map(feature_map),
             "image_present": features["image_present"],
         }
 

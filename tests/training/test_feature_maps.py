@@ -21,6 +21,23 @@ def _config(tiny_config, folder):
     return config
 
 
+def _fit_once(model, batches, callbacks=(), cache_bytes=2**30, verbose=0):
+    """`fit_second_stage` for one epoch over `batches(split)` of 8 rows, as `train()` calls it."""
+    from multimodal_tf.training.feature_maps import fit_second_stage
+
+    model.compile()
+    return fit_second_stage(
+        model,
+        batches("train"),
+        batches("val"),
+        list(callbacks),
+        epochs=1,
+        batch_size=8,
+        cache_bytes=cache_bytes,
+        verbose=verbose,
+    )
+
+
 @pytest.mark.slow
 def test_the_rest_of_the_training_runs_over_cached_maps_and_saves_the_classifier(
     tiny_manifest, tiny_config, tmp_path, capsys, monkeypatch
@@ -30,15 +47,23 @@ def test_the_rest_of_the_training_runs_over_cached_maps_and_saves_the_classifier
     def not_again(*args, **kwargs):
         raise AssertionError("the backbone ran over the images a second time")
 
+    caches = []
+
+    class CountedCache(feature_maps.FeatureMapCache):
+        def __init__(self, *args, **kwargs):
+            caches.append(self)
+            super().__init__(*args, **kwargs)
+
     # One pass of the backbone serves both stages: neither computes its own.
     monkeypatch.setattr(wide_first, "pooled_batches", not_again)
-    monkeypatch.setattr(feature_maps, "feature_map_batches", not_again)
+    monkeypatch.setattr(feature_maps, "FeatureMapCache", CountedCache)
     config = _config(tiny_config, tmp_path)
     assert config.model.image_augmentation == "auto"  # off for the frozen backbone
     result = train(tiny_manifest, config, tmp_path / "run", verbose=1)
     printed = capsys.readouterr().out
     assert "feature maps are computed once and cached for both stages" in printed
     assert "The rest of the training reads the feature maps cached in the first stage" in printed
+    assert len(caches) == 1
     # The checkpoint saved the classifier, images in, at the second stage's best epoch.
     loaded = keras.saving.load_model(tmp_path / "run" / "model.keras")
     assert isinstance(loaded, MultimodalClassifier) and "image" in loaded.input
@@ -52,24 +77,13 @@ def test_the_rest_of_the_training_runs_over_cached_maps_and_saves_the_classifier
 def test_without_room_for_the_maps_the_model_itself_is_fit(
     tiny_manifest, tiny_config, tmp_path, capsys
 ):
-    from multimodal_tf.training.feature_maps import fit_second_stage
     from tests.training.test_wide_training import _first_stage_setup
 
     batches, build = _first_stage_setup(tiny_manifest, _config(tiny_config, tmp_path), tmp_path)
     fitted = {}
     for cache_bytes in (0, 2**30):
         model = build()
-        model.compile()
-        history = fit_second_stage(
-            model,
-            batches("train"),
-            batches("val"),
-            [],
-            epochs=1,
-            batch_size=8,
-            cache_bytes=cache_bytes,
-            verbose=1,
-        )
+        history = _fit_once(model, batches, cache_bytes=cache_bytes, verbose=1)
         fitted[cache_bytes] = history.model is model
     printed = capsys.readouterr().out
     assert "feature maps (0 MB) do not fit in data.cache_decoded_images_mb (0 MB)" in printed
@@ -135,13 +149,13 @@ def test_a_verbose_run_says_whether_it_caches_the_maps():
 
 
 def test_the_cached_maps_are_the_encoders_maps(tiny_manifest, tiny_config, tmp_path):
-    from multimodal_tf.training.feature_maps import feature_map_batches
+    from multimodal_tf.training.feature_maps import FeatureMapCache
     from tests.training.test_wide_training import _first_stage_setup
 
     config = _config(tiny_config, tmp_path)
     batches, build = _first_stage_setup(tiny_manifest, config, tmp_path)
     model = build()
-    rows = feature_map_batches(batches("val"), model, 8)
+    rows = FeatureMapCache(model, batches("train"), batches("val"), 8).maps("val")
     (features, labels), (images, expected) = next(iter(rows)), next(iter(batches("val")))
     assert set(features) == {"token_ids", "image_present", "image_feature_map"}
     np.testing.assert_allclose(
@@ -158,7 +172,7 @@ def test_one_cache_gives_both_stages_what_each_would_compute(tiny_manifest, tiny
     from multimodal_tf.training.feature_maps import (
         FEATURE_MAP,
         FeatureMapCache,
-        feature_map_batches,
+        _to_map,
         share_feature_maps,
     )
     from multimodal_tf.training.wide_first import pooled_batches
@@ -169,7 +183,8 @@ def test_one_cache_gives_both_stages_what_each_would_compute(tiny_manifest, tiny
     cache = FeatureMapCache(model, batches("train"), batches("val"), 8)
     pairs = [
         (cache.pooled("val"), pooled_batches(batches("val"), model, 8), POOLED_FEATURES),
-        (cache.maps("val"), feature_map_batches(batches("val"), model, 8), FEATURE_MAP),
+        # The maps as the encoder computes them, batch by batch, uncached.
+        (cache.maps("val"), batches("val").map(lambda f, y: (_to_map(model)(f), y)), FEATURE_MAP),
     ]
     for shared_rows, own_rows, name in pairs:
         for (shared, labels), (own, expected) in zip(shared_rows, own_rows, strict=True):

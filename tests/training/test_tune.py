@@ -137,25 +137,15 @@ def test_a_trials_checkpoint_holds_the_classifier_when_its_map_model_trains(
     import numpy as np
     from keras_tuner.src.engine.tuner_utils import SaveBestEpoch
 
-    from multimodal_tf.training.feature_maps import fit_second_stage
     from multimodal_tf.training.tune import OBJECTIVE, _classifier_checkpoint
-    from tests.training.test_feature_maps import _config
+    from tests.training.test_feature_maps import _config, _fit_once
     from tests.training.test_wide_training import _first_stage_setup
 
     batches, build = _first_stage_setup(tiny_manifest, _config(tiny_config, tmp_path), tmp_path)
     objective = keras_tuner.Objective(OBJECTIVE, direction="max")
     checkpoint = _classifier_checkpoint(SaveBestEpoch(objective, str(tmp_path / "w.weights.h5")))
     model = build()
-    model.compile()
-    history = fit_second_stage(
-        model,
-        batches("train"),
-        batches("val"),
-        [checkpoint],
-        epochs=1,
-        batch_size=8,
-        cache_bytes=2**30,
-    )
+    history = _fit_once(model, batches, [checkpoint])
     assert history.model is not model  # the feature-map model trained
     reloaded = build()
     reloaded.load_weights(tmp_path / "w.weights.h5")  # a classifier's weights, images in
