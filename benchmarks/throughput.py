@@ -5,6 +5,11 @@ once, at import), one after the other, and the parent prints them side by side:
 
   default     what `multimodal-tf train` gets today
   onednn      TF_ENABLE_ONEDNN_OPTS=1 (TensorFlow leaves oneDNN off on CPUs without AVX-512)
+  no_onednn   TF_ENABLE_ONEDNN_OPTS=0 (TensorFlow turns it on where AVX-512 is)
+  no_aug      `model.image_augmentation: false`
+  no_aug_xla  the same, its train step compiled with XLA. Keras' `jit_compile="auto"`
+              leaves XLA off on a machine without a GPU, and the augmentation layers'
+              affine transform has no XLA kernel, so XLA is measured without them.
 
 A child builds the config's model on random preprocessed tensors (so the input
 pipeline is out of the measurement; `input_pipeline.py` measures that), times
@@ -22,7 +27,14 @@ import subprocess
 import sys
 import time
 
-SETTINGS = {"default": {}, "onednn": {"TF_ENABLE_ONEDNN_OPTS": "1"}}
+# name: (environment, child arguments)
+SETTINGS = {
+    "default": ({}, []),
+    "onednn": ({"TF_ENABLE_ONEDNN_OPTS": "1"}, []),
+    "no_onednn": ({"TF_ENABLE_ONEDNN_OPTS": "0"}, []),
+    "no_aug": ({}, ["--no-augmentation"]),
+    "no_aug_xla": ({}, ["--no-augmentation", "--jit-compile"]),
+}
 
 
 def child(args):
@@ -38,6 +50,8 @@ def child(args):
     from multimodal_tf.training.wide_first import freeze_wide
 
     config = load_config(args.config)
+    if args.no_augmentation:
+        config.model.image_augmentation = False
     keras.utils.set_random_seed(0)
     data = config.data
     text_features = text_features_for(config.model.text_encoder)
@@ -59,6 +73,12 @@ def child(args):
         # training that takes the time is the rest, measured here.
         freeze_wide(model)
     model.compile()
+    if args.jit_compile:
+        # Keras declines XLA for a model with a layer that does not declare support
+        # (the serving-only StringLookup, and the augmentation's RandomZoom and
+        # RandomTranslation), and its setter refuses; set underneath it, the train step
+        # is compiled with XLA anyway.
+        model._jit_compile = True
     rng = np.random.default_rng(0)
     batch = args.batch_size
     features = {
@@ -111,12 +131,14 @@ def main():
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--jit-compile", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--no-augmentation", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         return child(args)
     results = {}
-    for name, env in SETTINGS.items():
-        command = [sys.executable, __file__, "--child", "--steps", str(args.steps)]
+    for name, (env, child_args) in SETTINGS.items():
+        command = [sys.executable, __file__, "--child", "--steps", str(args.steps), *child_args]
         command += ["--batch-size", str(args.batch_size)]
         if args.config:
             command += ["--config", args.config]
