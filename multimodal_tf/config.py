@@ -62,15 +62,15 @@ class ModelConfig:
     # Random flips, shifts, zooms and contrast on training images. "auto": on for an
     # image encoder that trains, off for a frozen pretrained backbone (image_weights,
     # trainable_backbone false), where val gained nothing and the second stage ran
-    # half as fast (docs/defaults.md, "Session 15"). true / false: always / never.
+    # half as fast (docs/experiments.md, "Session 15"). true / false: always / never.
     image_augmentation: str = "auto"
     # Wide & Deep: a linear TF-IDF path added to each head's logits; with
-    # training.wide_epochs it trains first (docs/defaults.md, "Session 11").
+    # training.wide_epochs it trains first (docs/experiments.md, "Session 11").
     wide: bool = True
     wide_c: float = 2.0  # that path's L2 as LR's C: 1 / (2 C n) on n training rows; 0: none
     wide_l2: float = 0.0  # > 0: this L2 on that path instead of the one wide_c gives
     # With wide and a pretrained backbone (image_weights): the wide path also holds a
-    # linear model over the backbone's pooled features (docs/defaults.md, "Session 12").
+    # linear model over the backbone's pooled features (docs/experiments.md, "Session 12").
     wide_image: bool = True
 
 
@@ -88,7 +88,7 @@ class TrainingConfig:
     # epochs, best val epoch kept), then freezes it and trains the rest.
     wide_epochs: int = 30
     # After both stages, the rest of the model is dropped (its logits zeroed) if its best
-    # val macro-F1 is below the wide path's alone (docs/defaults.md, "Session 12").
+    # val macro-F1 is below the wide path's alone (docs/experiments.md, "Session 12").
     drop_deep_if_worse: bool = True
     class_weight: str = "sqrt"
     oversample: bool = False

@@ -5,7 +5,7 @@ the deep path share one best epoch, and the deep path picks it: the fused
 model peaks after 2-5 epochs, long before a linear model over 100k n-grams
 reaches its regularised optimum. Training the wide path alone first, to its
 own best validation epoch, and freezing it gives the deep path a strong
-linear model to add to (docs/defaults.md, "Session 11").
+linear model to add to (docs/experiments.md, "Session 11").
 """
 
 from pathlib import Path
