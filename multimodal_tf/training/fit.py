@@ -14,6 +14,7 @@ from multimodal_tf.data.source import TrainingData
 from multimodal_tf.errors import ConfigError
 from multimodal_tf.models.classifier import DEFAULT_HEAD, MultimodalClassifier
 from multimodal_tf.training.callbacks import BACKUP_DIR, HISTORY_FILE, training_callbacks
+from multimodal_tf.training.deep_path import first_stage_best, keep_deep_path_if_better
 from multimodal_tf.training.distribute import every_worker_sees_all, make_strategy, shard_by_data
 from multimodal_tf.training.ensemble import fit_ensemble, member_dir
 from multimodal_tf.training.evaluate import METRICS_FILE, MODEL_FILE, evaluate_dataset
@@ -25,7 +26,6 @@ from multimodal_tf.training.provenance import data_fingerprint, read_run_record,
 from multimodal_tf.training.report import write_report
 from multimodal_tf.training.run_model import adapted_preprocessor, compiled_model, run_class_weights
 from multimodal_tf.training.thresholds import tune_thresholds
-from multimodal_tf.training.wide_first import first_stage_best, keep_deep_path_if_better
 
 
 @dataclasses.dataclass

@@ -18,13 +18,13 @@ from multimodal_tf.data.source import TrainingData
 from multimodal_tf.errors import ConfigError, DataError
 from multimodal_tf.layers.fusion import FUSIONS
 from multimodal_tf.training.callbacks import ResumableEarlyStopping, SavesModelToSave
+from multimodal_tf.training.deep_path import deep_path_kept
 from multimodal_tf.training.feature_maps import fit_second_stage
 from multimodal_tf.training.run_model import (
     adapted_preprocessor,
     compiled_model,
     run_class_weights,
 )
-from multimodal_tf.training.wide_first import deep_path_kept
 
 OBJECTIVE = "val_macro_f1"
 CHOICE_KEYS = ("fusion", "hidden_dim", "embedding_dim", "lstm_units")  # lists of choices

@@ -14,7 +14,7 @@ import keras
 import tensorflow as tf
 
 from multimodal_tf.models.wide_model import POOLED_FEATURES
-from multimodal_tf.training.callbacks import HISTORY_FILE, MONITOR, read_history
+from multimodal_tf.training.callbacks import MONITOR
 from multimodal_tf.training.feature_maps import (
     cached_rows,
     pooled_cache_bytes,
@@ -321,85 +321,3 @@ def _wide_features(batches, model, pooled=False):
         return ({name: features[name] for name in names}, *rest)
 
     return batches.map(select, num_parallel_calls=tf.data.AUTOTUNE)
-
-
-def keep_deep_path_if_better(model_file, folder, verbose=0, monitor=MONITOR):
-    """After both stages: drops the rest of the model if it did worse on val than the wide path.
-
-    Compares the best `monitor` value of the first stage (`wide_history.csv`)
-    with the second's (`history.csv`), both on the validation split. If the
-    second is lower, the heads' own kernels and biases in `model_file`
-    are set to zero, so the deep path adds nothing to the logits and the
-    saved model predicts exactly as the wide path alone did at its best
-    epoch; the run says so. A linear model that val prefers is kept instead
-    of a bigger one that val does not.
-
-    Args:
-        model_file: Path. The saved best model of the second stage; rewritten
-            when the deep path is dropped.
-        folder: Path. The run (or ensemble member) folder holding both logs.
-        verbose: int. > 0 prints the comparison either way.
-        monitor: str. The validation metric both stages selected on.
-
-    Returns:
-        dict with `wide` and `deep` (the two best values) and `kept` (bool),
-        or None when a log or its `monitor` column is missing (e.g. a
-        multi-head model, whose metrics are per head).
-
-    Example:
-    >>> keep_deep_path_if_better(run / "model.keras", run)  # doctest: +SKIP
-    {'wide': 0.614, 'deep': 0.608, 'kept': False}
-    """
-    folder = Path(folder)
-    wide = first_stage_best(folder, monitor)
-    deep = _best(folder / HISTORY_FILE, monitor)
-    if wide is None or deep is None:
-        return None
-    kept = deep_path_kept(wide, deep)
-    if not kept:
-        model = keras.saving.load_model(model_file)
-        silence_deep_path(model)
-        model.save(model_file)
-    if verbose or not kept:
-        print(
-            f"Best val {monitor.removeprefix('val_')}: wide path alone {wide:.4f}, with the "
-            f"rest of the model {deep:.4f}. "
-            + (
-                "Keeping the whole model."
-                if kept
-                else "The rest of the model did worse than the wide path, so its logits are "
-                "set to zero: the saved model is the wide path alone "
-                "(training.drop_deep_if_worse)."
-            )
-        )
-    return {"wide": round(wide, 6), "deep": round(deep, 6), "kept": kept}
-
-
-def first_stage_best(folder, monitor=MONITOR):
-    """The first stage's best `monitor` value in a run (or member) folder; None if not logged.
-
-    Example:
-    >>> first_stage_best(run)  # doctest: +SKIP
-    0.614
-    """
-    return _best(Path(folder) / WIDE_HISTORY_FILE, monitor)
-
-
-def deep_path_kept(wide, deep):
-    """`drop_deep_if_worse`'s rule, for `train()` and `tune()` alike: keep unless deep < wide.
-
-    Both are a stage's best validation score; a tie keeps the model the user asked for.
-    """
-    return deep >= wide
-
-
-def silence_deep_path(model):
-    """Zeroes every head's own kernel and bias: its logits are then the wide path's alone."""
-    for name in model.head_names:
-        head = model.get_layer(name)
-        for weight in (head.kernel, head.bias):
-            weight.assign(tf.zeros_like(weight))
-
-
-def _best(history_csv, monitor):
-    return max(read_history(history_csv).get(monitor, []), default=None)

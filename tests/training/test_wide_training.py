@@ -356,8 +356,8 @@ def test_the_deep_path_is_dropped_if_it_does_worse_than_the_wide_path_on_val(
 ):
     from multimodal_tf.data.dataset import make_dataset
     from multimodal_tf.data.manifest import read_manifest
+    from multimodal_tf.training.deep_path import keep_deep_path_if_better
     from multimodal_tf.training.evaluate import predict_records
-    from multimodal_tf.training.wide_first import keep_deep_path_if_better
 
     run = tmp_path / "run"
     config = _wide_config(tiny_config)
