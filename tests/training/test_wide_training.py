@@ -1,6 +1,7 @@
 """`model.wide` and `training.wide_epochs` in the run config: checks, staged training, resume."""
 
 import csv
+import shutil
 import warnings
 
 import keras
@@ -349,36 +350,39 @@ def _write_log(path, values):
         writer.writerows(enumerate(values))
 
 
-# A tie keeps the whole model: the one the user asked for.
-@pytest.mark.parametrize("deep_best, kept", [(0.70, True), (0.55, False), (0.60, True)])
 def test_the_deep_path_is_dropped_if_it_does_worse_than_the_wide_path_on_val(
-    tiny_manifest, tiny_config, tmp_path, capsys, deep_best, kept
+    tiny_manifest, tiny_config, tmp_path, capsys
 ):
     from multimodal_tf.data.dataset import make_dataset
     from multimodal_tf.data.manifest import read_manifest
     from multimodal_tf.training.deep_path import keep_deep_path_if_better
     from multimodal_tf.training.evaluate import predict_records
 
-    run = tmp_path / "run"
+    trained = tmp_path / "trained"
     config = _wide_config(tiny_config)
     config.training.drop_deep_if_worse = False  # judged below, on logs written here
-    model = train(tiny_manifest, config, run, verbose=0).model
-    capsys.readouterr()
-    _write_log(run / WIDE_HISTORY_FILE, [0.5, 0.6, 0.58])
-    _write_log(run / "history.csv", [0.4, deep_best])
-    verdict = keep_deep_path_if_better(run / "model.keras", run)
-    assert verdict == {"wide": 0.6, "deep": deep_best, "kept": kept}
-    assert ("wide path alone" in capsys.readouterr().out) is not kept
-    saved = keras.saving.load_model(run / "model.keras")
+    model = train(tiny_manifest, config, trained, verbose=0).model
     records = read_manifest(tiny_manifest)
-    if kept:
-        np.testing.assert_allclose(
-            predict_records(saved, records)[0], predict_records(model, records)[0], atol=1e-6
-        )
-    else:  # exactly the frozen linear model
-        features = next(iter(make_dataset(records, saved.preprocessor, saved.class_names, 64)))[0]
-        linear = model.wide_model().predict({"token_ids": features["token_ids"]}, verbose=0)
-        np.testing.assert_allclose(saved.predict(features, verbose=0), linear, atol=1e-5)
+    features = next(iter(make_dataset(records, model.preprocessor, model.class_names, 64)))[0]
+    linear = model.wide_model().predict({"token_ids": features["token_ids"]}, verbose=0)
+    # One training, judged three ways on copies of its run folder; a tie keeps the
+    # whole model: the one the user asked for.
+    for deep_best, kept in [(0.70, True), (0.55, False), (0.60, True)]:
+        run = tmp_path / f"deep-{deep_best}"
+        shutil.copytree(trained, run)
+        capsys.readouterr()
+        _write_log(run / WIDE_HISTORY_FILE, [0.5, 0.6, 0.58])
+        _write_log(run / "history.csv", [0.4, deep_best])
+        verdict = keep_deep_path_if_better(run / "model.keras", run)
+        assert verdict == {"wide": 0.6, "deep": deep_best, "kept": kept}
+        assert ("wide path alone" in capsys.readouterr().out) is not kept, deep_best
+        saved = keras.saving.load_model(run / "model.keras")
+        if kept:
+            np.testing.assert_allclose(
+                predict_records(saved, records)[0], predict_records(model, records)[0], atol=1e-6
+            )
+        else:  # exactly the frozen linear model
+            np.testing.assert_allclose(saved.predict(features, verbose=0), linear, atol=1e-5)
 
 
 def test_train_records_the_verdict_and_can_be_told_not_to_judge(
