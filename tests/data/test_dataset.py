@@ -50,6 +50,18 @@ def test_cached_dataset_reads_each_image_once(tiny_manifest, tmp_path):
     assert decoded_cache_bytes(1000, preprocessor) == 1000 * (16 * 16 * 3 * 4 + 6 * 4 + 64)
 
 
+@pytest.mark.parametrize("cache", [False, True])
+def test_only_a_cached_dataset_turns_autotuning_off(tiny_manifest, cache):
+    # Over cached rows nothing is left to tune, and the autotuning thread held up each
+    # new epoch's iterator (benchmarks/epoch_stalls.py); a stream keeps tuning its decode.
+    records = split_records(read_manifest(tiny_manifest))["train"]
+    preprocessor = MultimodalPreprocessor(sequence_length=6, image_size=(16, 16))
+    preprocessor.adapt([r.text for r in records], min_frequency=1)
+    dataset = make_dataset(records, preprocessor, ["cold", "warm"], shuffle=True, cache=cache)
+    assert dataset.options().autotune.enabled is (False if cache else None)
+    assert sum(len(batch[1]) for batch in dataset) == len(records)
+
+
 def test_unknown_label_names_row_and_field(tiny_manifest):
     records = read_manifest(tiny_manifest)
     preprocessor = MultimodalPreprocessor(vocabulary=["x"])
