@@ -22,6 +22,9 @@ class DataConfig:
     image_size: tuple = (64, 64)
     sequence_length: int = 0  # 0: the 99th percentile of the training texts' lengths
     spacy_norms: bool = True
+    # A sentiment lexicon's valence tokens in the n-gram bag: "vader" (VADER's, from the
+    # vaderSentiment package), a word<TAB>valence file, or "" / "none" (docs/defaults.md).
+    lexicon: str = "vader"
     # Every n-gram the training split has (MVSA-Single: 107k): rare n-grams pruned away
     # cost text-only 1.7 val and 2.6 test points of macro-F1 (docs/defaults.md).
     max_vocabulary_size: int = 200000

@@ -7,6 +7,7 @@ import keras
 import tensorflow as tf
 
 from multimodal_tf.layers.preprocessing.image_decoder import ImageDecoder
+from multimodal_tf.layers.preprocessing.lexicon import LexiconTagger
 from multimodal_tf.layers.preprocessing.text_standardizer import TextStandardizer
 
 PAD_TOKEN = ""
@@ -15,17 +16,19 @@ TEXT_FEATURES = ("words", "ngrams")
 CHAR_PREFIX = "~"  # marks character n-grams; `~` never survives standardization
 
 
-def text_feature_strings(text, features="words", char_ngrams=(2, 5)):
+def text_feature_strings(text, features="words", char_ngrams=(2, 5), lexicon_tagger=None):
     """Standardized text `[batch]` -> ragged `[batch, None]` feature strings.
 
     `words` gives the whitespace tokens. `ngrams` gives the words, the word
     bigrams (`"so happy"`) and the character n-grams of each word padded with
     spaces (scikit-learn's `char_wb`, prefixed with `~`), the features of a
-    TF-IDF + logistic regression text classifier.
+    TF-IDF + logistic regression text classifier; with a `LexiconTagger`, the
+    valence tokens of the words it finds (`^lex+3`) follow the words.
     """
     words = tf.strings.split(text)
     if features == "words":
         return words
+    lexicon = [lexicon_tagger(words)] if lexicon_tagger is not None else []
     bigrams = tf.strings.ngrams(words, 2, separator=" ")
     padded = tf.strings.join([CHAR_PREFIX + " ", words.flat_values, " "])
     chars = tf.strings.unicode_split(padded, "UTF-8")[:, 1:]  # prefix char split off
@@ -35,7 +38,7 @@ def text_feature_strings(text, features="words", char_ngrams=(2, 5)):
     )
     grams = grams.with_flat_values(tf.strings.join([CHAR_PREFIX, grams.flat_values]))
     grams = words.with_flat_values(grams).merge_dims(1, 2)
-    return tf.concat([words, bigrams, grams], axis=1)
+    return tf.concat([words, *lexicon, bigrams, grams], axis=1)
 
 
 @keras.saving.register_keras_serializable(package="multimodal_tf")
@@ -67,6 +70,12 @@ class MultimodalPreprocessor(keras.layers.Layer):
         idf_weights: list of float or None. Inverse document frequency of
             each vocabulary token, `log((1 + n) / (1 + df)) + 1` as in
             scikit-learn; `adapt()` computes it and the bag encoder uses it.
+        lexicon: dict or None. `{word: valence}` (`load_lexicon()`); with
+            `text_features="ngrams"` each lexicon word of a text adds a
+            valence token to its features (`LexiconTagger`). Ignored for
+            `"words"`, whose sequence encoders read words in order.
+        lexicon_negators: list of str. Words that flip the valence of the
+            lexicon words up to three words after them (`"not"`).
 
     Example:
     >>> preprocessor = MultimodalPreprocessor(sequence_length=4, image_size=(8, 8))
@@ -88,6 +97,8 @@ class MultimodalPreprocessor(keras.layers.Layer):
         text_features="words",
         norm_table=None,
         idf_weights=None,
+        lexicon=None,
+        lexicon_negators=(),
         **kwargs,
     ):
         kwargs.setdefault("trainable", False)
@@ -98,6 +109,11 @@ class MultimodalPreprocessor(keras.layers.Layer):
             )
         # === Layers ===
         self.text_standardizer = TextStandardizer(norm_table=norm_table, name="text_standardizer")
+        self.lexicon_tagger = None
+        if lexicon and text_features == "ngrams":
+            self.lexicon_tagger = LexiconTagger(
+                lexicon, negators=lexicon_negators, name="lexicon_tagger"
+            )
         self.token_lookup = None
         self.image_decoder = ImageDecoder(image_size=image_size, name="image_decoder")
         # === Config ===
@@ -155,7 +171,9 @@ class MultimodalPreprocessor(keras.layers.Layer):
 
     def features(self, text):
         """Standardized features of raw text `[batch]`: ragged `[batch, None]` strings."""
-        return text_feature_strings(self.text_standardizer(text), self.text_features)
+        return text_feature_strings(
+            self.text_standardizer(text), self.text_features, lexicon_tagger=self.lexicon_tagger
+        )
 
     def adapt(self, texts, min_frequency=None, batch_size=256, spacy_norms=False):
         """Builds the vocabulary (and sequence length) from training texts only.
@@ -235,6 +253,8 @@ class MultimodalPreprocessor(keras.layers.Layer):
                 "text_features": self.text_features,
                 "norm_table": self.norm_table,
                 "idf_weights": self.idf_weights,
+                "lexicon": self.lexicon_tagger.lexicon if self.lexicon_tagger else None,
+                "lexicon_negators": self.lexicon_tagger.negators if self.lexicon_tagger else [],
             }
         )
         return config

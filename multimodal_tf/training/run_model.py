@@ -10,6 +10,9 @@ import keras
 import tensorflow as tf
 
 from multimodal_tf.data.balance import class_weights
+from multimodal_tf.layers.preprocessing.lexicon import load_lexicon
+from multimodal_tf.layers.preprocessing.spacy_tables import negation_words
+from multimodal_tf.layers.preprocessing.text_standardizer import TextStandardizer
 from multimodal_tf.models.classifier import MultimodalClassifier
 from multimodal_tf.models.preprocessor import MultimodalPreprocessor
 from multimodal_tf.models.text_encoder import text_features_for
@@ -22,16 +25,23 @@ def adapted_preprocessor(config, train_texts):
 
     Args:
         config: `RunConfig`. Its `data` section and `model.text_encoder` (which
-            decides word or n-gram features).
+            decides word or n-gram features; only n-grams take `data.lexicon`).
         train_texts: list of str.
     """
     data = config.data
+    text_features = text_features_for(config.model.text_encoder)
+    lexicon, negators = None, ()
+    if data.lexicon not in ("", "none") and text_features == "ngrams":
+        lexicon = load_lexicon(data.lexicon, standardizer=TextStandardizer())
+        negators = negation_words()
     preprocessor = MultimodalPreprocessor(
         sequence_length=data.sequence_length or None,
         image_size=data.image_size,
         max_vocabulary_size=data.max_vocabulary_size,
         min_frequency=data.min_frequency,
-        text_features=text_features_for(config.model.text_encoder),
+        text_features=text_features,
+        lexicon=lexicon,
+        lexicon_negators=negators,
     )
     preprocessor.adapt(train_texts, spacy_norms=data.spacy_norms)
     return preprocessor

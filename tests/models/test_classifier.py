@@ -117,6 +117,32 @@ def test_export_matches_keras_model_in_a_process_without_multimodal_tf(tmp_path)
     assert (version_dir / "assets.extra" / "labels.txt").read_text().split() == ["warm", "cold"]
 
 
+def test_a_lexicon_in_the_bag_serves_from_lookup_tables_without_python(tmp_path):
+    preprocessor = MultimodalPreprocessor(
+        sequence_length=None,
+        image_size=(16, 16),
+        text_features="ngrams",
+        lexicon={"warm": 0.9, "cold": -1.1, "lovely": 2.8},
+        lexicon_negators=["not"],
+    )
+    preprocessor.adapt(TEXTS + ["not warm"], min_frequency=1)
+    model = MultimodalClassifier(
+        ["warm", "cold"],
+        preprocessor,
+        text_encoder="bag",
+        hidden_dim=8,
+        embedding_dim=4,
+        image_filters=(4, 8),
+        grid_size=2,
+        num_heads=2,
+    )
+    model = compiled_for_saving(model)
+    model.fit(features(model), LABELS, epochs=3, verbose=0)
+    # `lovely` is in no training text: only its valence token can reach the model.
+    texts = ["warm and lovely", "not warm", "cold , not lovely", "lovely"]
+    run_export_test(model, texts, IMAGES, tmp_path, isolated=True)
+
+
 @pytest.mark.parametrize(
     "kwargs, message",
     [({"modalities": ("text", "audio")}, "modalities"), ({"modalities": ()}, "modalities")],

@@ -110,3 +110,23 @@ def test_adapt_bakes_spacy_norms_into_the_graph():
 def test_unknown_text_features_are_rejected():
     with pytest.raises(ValueError, match="text_features.*'chars'"):
         MultimodalPreprocessor(text_features="chars")
+
+
+def test_a_lexicon_adds_valence_tokens_to_the_word_group_of_ngram_features():
+    lexicon = {"happy": 2.7, "sad": -2.1}
+    layer = MultimodalPreprocessor(
+        sequence_length=None, text_features="ngrams", lexicon=lexicon, lexicon_negators=["not"]
+    )
+    layer.adapt(["so happy", "not happy", "sad day"], min_frequency=1)
+    features = layer.features(tf.constant(["not happy"])).to_list()[0]
+    assert features[:3] == [b"not", b"happy", b"^lex-2"] and b"not happy" in features
+    # Valence tokens are words to the bag: before the character n-grams.
+    words = layer.vocabulary[: layer.num_word_features]
+    assert {"^lex+3", "^lex-2"} <= set(words)
+    restored = MultimodalPreprocessor.from_config(layer.get_config())
+    text = {"text": tf.constant(["sad , not happy", "unseen words"])}
+    np.testing.assert_array_equal(restored(text)["token_ids"], layer(text)["token_ids"])
+    # Word features feed sequence encoders in text order: no lexicon there.
+    words_only = MultimodalPreprocessor(text_features="words", lexicon=lexicon)
+    assert words_only.lexicon_tagger is None
+    assert words_only.get_config()["lexicon"] is None
