@@ -34,6 +34,12 @@ def adapted_preprocessor(config, train_texts):
     if data.lexicon not in ("", "none") and text_features == "ngrams":
         lexicon = load_lexicon(data.lexicon, standardizer=TextStandardizer())
         negators = negation_words()
+    elif data.lexicon not in ("", "none") and "text" in config.model.modalities:
+        print(
+            f"data.lexicon: {data.lexicon} adds valence tokens to the bag of n-grams; "
+            f"model.text_encoder: {config.model.text_encoder} reads words in order, "
+            "so the lexicon is not used."
+        )
     preprocessor = MultimodalPreprocessor(
         sequence_length=data.sequence_length or None,
         image_size=data.image_size,

@@ -76,7 +76,7 @@ def test_a_lexicon_file_is_read_and_bad_lines_name_file_and_line(tmp_path):
     "lexicon, text_encoder, tagged",
     [("vader", "bag", True), ("none", "bag", False), ("", "bag", False), ("vader", "lstm", False)],
 )
-def test_the_run_config_puts_the_lexicon_in_the_bag_only(lexicon, text_encoder, tagged):
+def test_the_run_config_puts_the_lexicon_in_the_bag_only(lexicon, text_encoder, tagged, capsys):
     from multimodal_tf.config import RunConfig
     from multimodal_tf.training.run_model import adapted_preprocessor
 
@@ -84,6 +84,8 @@ def test_the_run_config_puts_the_lexicon_in_the_bag_only(lexicon, text_encoder, 
     config.data.lexicon, config.model.text_encoder = lexicon, text_encoder
     preprocessor = adapted_preprocessor(config, ["so happy", "I don't like it", "sad"])
     assert (preprocessor.lexicon_tagger is not None) is tagged
+    said = "so the lexicon is not used" in capsys.readouterr().out
+    assert said is (lexicon == "vader" and text_encoder == "lstm")
     assert any(token.startswith("^lex") for token in preprocessor.vocabulary) is tagged
     if tagged:  # spaCy's negators, as the standardized text spells them
         assert "not" in preprocessor.lexicon_tagger.negators
