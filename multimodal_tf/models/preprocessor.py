@@ -7,7 +7,7 @@ import keras
 import tensorflow as tf
 
 from multimodal_tf.layers.preprocessing.image_decoder import ImageDecoder
-from multimodal_tf.layers.preprocessing.lexicon import LexiconTagger
+from multimodal_tf.layers.preprocessing.lexicon import LexiconTagger, surviving_entries
 from multimodal_tf.layers.preprocessing.text_standardizer import TextStandardizer
 
 PAD_TOKEN = ""
@@ -72,8 +72,10 @@ class MultimodalPreprocessor(keras.layers.Layer):
             scikit-learn; `adapt()` computes it and the bag encoder uses it.
         lexicon: dict or None. `{word: valence}` (`load_lexicon()`); with
             `text_features="ngrams"` each lexicon word of a text adds a
-            valence token to its features (`LexiconTagger`). Ignored for
-            `"words"`, whose sequence encoders read words in order.
+            valence token to its features (`LexiconTagger`). `adapt()` keeps
+            the words its standardizer leaves as they are (the only ones
+            standardized text can hold). Ignored for `"words"`, whose
+            sequence encoders read words in order.
         lexicon_negators: list of str. Words that flip the valence of the
             lexicon words up to three words after them (`"not"`).
 
@@ -111,9 +113,7 @@ class MultimodalPreprocessor(keras.layers.Layer):
         self.text_standardizer = TextStandardizer(norm_table=norm_table, name="text_standardizer")
         self.lexicon_tagger = None
         if lexicon and text_features == "ngrams":
-            self.lexicon_tagger = LexiconTagger(
-                lexicon, negators=lexicon_negators, name="lexicon_tagger"
-            )
+            self._set_lexicon(lexicon, lexicon_negators)
         self.token_lookup = None
         self.image_decoder = ImageDecoder(image_size=image_size, name="image_decoder")
         # === Config ===
@@ -169,6 +169,9 @@ class MultimodalPreprocessor(keras.layers.Layer):
         )
         self.vocabulary = vocabulary
 
+    def _set_lexicon(self, lexicon, negators):
+        self.lexicon_tagger = LexiconTagger(lexicon, negators=negators, name="lexicon_tagger")
+
     def features(self, text):
         """Standardized features of raw text `[batch]`: ragged `[batch, None]` strings."""
         return text_feature_strings(
@@ -199,6 +202,11 @@ class MultimodalPreprocessor(keras.layers.Layer):
                 for text in batch:
                     tokens.update(text.decode("utf-8").split())
             self.text_standardizer.set_norm_table(build_norm_table(sorted(tokens)))
+        if self.lexicon_tagger is not None:  # keep the entries standardized text can hold
+            tagger = self.lexicon_tagger
+            self._set_lexicon(
+                surviving_entries(tagger.lexicon, self.text_standardizer), tagger.negators
+            )
         counts, documents = collections.Counter(), collections.Counter()
         rows = []
         for batch in batches.map(self.features).as_numpy_iterator():

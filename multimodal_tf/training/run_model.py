@@ -12,7 +12,6 @@ import tensorflow as tf
 from multimodal_tf.data.balance import class_weights
 from multimodal_tf.layers.preprocessing.lexicon import load_lexicon
 from multimodal_tf.layers.preprocessing.spacy_tables import negation_words
-from multimodal_tf.layers.preprocessing.text_standardizer import TextStandardizer
 from multimodal_tf.models.classifier import MultimodalClassifier
 from multimodal_tf.models.preprocessor import MultimodalPreprocessor
 from multimodal_tf.models.text_encoder import text_features_for
@@ -31,10 +30,10 @@ def adapted_preprocessor(config, train_texts):
     data = config.data
     text_features = text_features_for(config.model.text_encoder)
     lexicon, negators = None, ()
-    if data.lexicon not in ("", "none") and text_features == "ngrams":
-        lexicon = load_lexicon(data.lexicon, standardizer=TextStandardizer())
-        negators = negation_words()
-    elif data.lexicon not in ("", "none") and "text" in config.model.modalities:
+    wants_lexicon = data.lexicon not in ("", "none")
+    if wants_lexicon and text_features == "ngrams":
+        lexicon, negators = load_lexicon(data.lexicon), negation_words()
+    elif wants_lexicon and "text" in config.model.modalities:
         print(
             f"data.lexicon: {data.lexicon} adds valence tokens to the bag of n-grams; "
             f"model.text_encoder: {config.model.text_encoder} reads words in order, "

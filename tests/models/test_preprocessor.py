@@ -130,3 +130,16 @@ def test_a_lexicon_adds_valence_tokens_to_the_word_group_of_ngram_features():
     words_only = MultimodalPreprocessor(text_features="words", lexicon=lexicon)
     assert words_only.lexicon_tagger is None
     assert words_only.get_config()["lexicon"] is None
+
+
+def test_adapt_keeps_the_lexicon_words_standardized_text_can_hold():
+    layer = MultimodalPreprocessor(
+        sequence_length=None,
+        text_features="ngrams",
+        lexicon={"happy": 2.7, ":)": 2.0, "ain't": -1.0},
+    )
+    layer.adapt(["ain't happy :)"], min_frequency=1, spacy_norms=True)
+    # `:)` loses its punctuation and the norm table turns `ain't` into two words.
+    assert layer.lexicon_tagger.lexicon == {"happy": 2.7}
+    restored = MultimodalPreprocessor.from_config(layer.get_config())
+    assert restored.lexicon_tagger.lexicon == {"happy": 2.7}

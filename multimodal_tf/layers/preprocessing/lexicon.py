@@ -82,14 +82,23 @@ def load_lexicon(source, standardizer=None):
             )
         lexicon = _read(path, str(path))
     if standardizer is not None:
-        words = list(lexicon)
-        standardized = standardizer(tf.constant(words)).numpy()
-        lexicon = {
-            word: lexicon[word]
-            for word, text in zip(words, standardized, strict=True)
-            if text.decode("utf-8") == word
-        }
+        lexicon = surviving_entries(lexicon, standardizer)
     return {word: valence for word, valence in lexicon.items() if valence}
+
+
+def surviving_entries(lexicon, standardizer):
+    """The entries of `lexicon` whose word `standardizer` leaves unchanged as one token.
+
+    Only those can appear in standardized text: `:)` loses its punctuation and,
+    with a spaCy norm table, `ain't` becomes two words.
+    """
+    words = list(lexicon)
+    standardized = standardizer(tf.constant(words)).numpy()
+    return {
+        word: lexicon[word]
+        for word, text in zip(words, standardized, strict=True)
+        if text.decode("utf-8") == word
+    }
 
 
 def _read(path, name):
