@@ -78,6 +78,9 @@ class MultimodalPreprocessor(keras.layers.Layer):
             sequence encoders read words in order.
         lexicon_negators: list of str. Words that flip the valence of the
             lexicon words up to three words after them (`"not"`).
+        emoticons: bool. The standardizer turns ASCII emoticons into word
+            tokens (`:-)` -> `xsmile`; `TextStandardizer`). A preprocessor
+            saved before this option existed loads with it off.
 
     Example:
     >>> preprocessor = MultimodalPreprocessor(sequence_length=4, image_size=(8, 8))
@@ -101,6 +104,7 @@ class MultimodalPreprocessor(keras.layers.Layer):
         idf_weights=None,
         lexicon=None,
         lexicon_negators=(),
+        emoticons=True,
         **kwargs,
     ):
         kwargs.setdefault("trainable", False)
@@ -110,7 +114,9 @@ class MultimodalPreprocessor(keras.layers.Layer):
                 f"`text_features` must be one of {TEXT_FEATURES}; received {text_features!r}."
             )
         # === Layers ===
-        self.text_standardizer = TextStandardizer(norm_table=norm_table, name="text_standardizer")
+        self.text_standardizer = TextStandardizer(
+            emoticons=emoticons, norm_table=norm_table, name="text_standardizer"
+        )
         self.lexicon_tagger = None
         if lexicon and text_features == "ngrams":
             self._set_lexicon(lexicon, lexicon_negators)
@@ -128,6 +134,10 @@ class MultimodalPreprocessor(keras.layers.Layer):
             self.set_vocabulary(vocabulary)
         # No weights: the only state is the vocabulary and norm tables.
         self.built = True
+
+    @property
+    def emoticons(self):
+        return self.text_standardizer.emoticons
 
     @property
     def norm_table(self):
@@ -263,9 +273,16 @@ class MultimodalPreprocessor(keras.layers.Layer):
                 "idf_weights": self.idf_weights,
                 "lexicon": self.lexicon_tagger.lexicon if self.lexicon_tagger else None,
                 "lexicon_negators": self.lexicon_tagger.negators if self.lexicon_tagger else [],
+                "emoticons": self.emoticons,
             }
         )
         return config
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        config.setdefault("emoticons", False)  # saved before the option: standardize as then
+        return cls(**config)
 
 
 def _auto_length(rows, kept):

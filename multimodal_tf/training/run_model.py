@@ -47,6 +47,7 @@ def adapted_preprocessor(config, train_texts):
         text_features=text_features,
         lexicon=lexicon,
         lexicon_negators=negators,
+        emoticons=data.emoticons,
     )
     preprocessor.adapt(train_texts, spacy_norms=data.spacy_norms)
     return preprocessor

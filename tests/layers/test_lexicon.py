@@ -59,6 +59,11 @@ def test_vader_lexicon_has_words_and_emoji_and_keeps_what_survives_standardizati
     standardized = load_lexicon("vader", standardizer=TextStandardizer())
     assert ":)" not in standardized and standardized["happy"] == 2.7
     assert 7000 < len(standardized) < len(lexicon)
+    # Emoticons under the standardizer's tokens: the mean of the entries that are only
+    # that emoticon (:) 2.0, :-) 1.3, =) 2.2, ...), not of `>:)` (0.4).
+    assert 1.5 < standardized["xsmile"] < 2.5 and standardized["xfrown"] < -1.5
+    assert standardized["xheart"] == lexicon["<3"]
+    assert "xsmile" not in load_lexicon("vader", standardizer=TextStandardizer(emoticons=False))
 
 
 def test_a_lexicon_file_is_read_and_bad_lines_name_file_and_line(tmp_path):

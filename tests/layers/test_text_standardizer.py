@@ -31,6 +31,23 @@ def test_social_media_rules():
     ]
 
 
+def test_emoticons_become_word_tokens_and_not_numbers():
+    texts = [
+        "Thanks:) :-))) (: =] ^^ :D xD ;) :P :* :( :'( </3 <3",
+        "crazy :/ but http:/\u2026 and 10:30, 8) re:port, note: (a) x;y",
+    ]
+    assert standardize(texts) == [
+        "thanks xsmile xsmile xsmile xsmile xsmile xlaugh xlaugh xwink xtongue xkiss xfrown "
+        "xcry xbrokenheart xheart",
+        "crazy xskeptic but http and xnum xnum re port note a x y",
+    ]
+    # Off (and in a layer saved before the option existed): punctuation goes, <3 is a number.
+    assert standardize(["ok :) <3"], emoticons=False) == ["ok xnum"]
+    config = TextStandardizer().get_config()
+    del config["emoticons"]
+    assert TextStandardizer.from_config(config).emoticons is False
+
+
 def test_norm_table_replaces_whole_tokens_in_graph():
     layer = TextStandardizer(norm_table={"don't": "do not", "cuz": "because"})
     out = layer(tf.constant(["Don't go cuz cuzzy", "", "dont"])).numpy().tolist()
@@ -63,4 +80,5 @@ def test_scalar_input_in_tf_data():
 
 def test_layer_and_config():
     run_layer_test(TextStandardizer, {"replace_urls": False}, tf.constant(["a", "b"]), (2,))
+    run_layer_test(TextStandardizer, {"emoticons": False}, tf.constant([":)", "b"]), (2,))
     run_layer_test(TextStandardizer, {"norm_table": {"u": "you"}}, tf.constant(["u", "b"]), (2,))

@@ -122,7 +122,7 @@ def test_a_lexicon_in_the_bag_serves_from_lookup_tables_without_python(tmp_path)
         sequence_length=None,
         image_size=(16, 16),
         text_features="ngrams",
-        lexicon={"warm": 0.9, "cold": -1.1, "lovely": 2.8},
+        lexicon={"warm": 0.9, "cold": -1.1, "lovely": 2.8, ":(": -1.9},
         lexicon_negators=["not"],
     )
     preprocessor.adapt(TEXTS + ["not warm"], min_frequency=1)
@@ -138,8 +138,8 @@ def test_a_lexicon_in_the_bag_serves_from_lookup_tables_without_python(tmp_path)
     )
     model = compiled_for_saving(model)
     model.fit(features(model), LABELS, epochs=3, verbose=0)
-    # `lovely` is in no training text: only its valence token can reach the model.
-    texts = ["warm and lovely", "not warm", "cold , not lovely", "lovely"]
+    # `lovely` and emoticons are in no training text: only valence tokens reach the model.
+    texts = ["warm and lovely", "not warm", "cold , not lovely", "lovely :-("]
     run_export_test(model, texts, IMAGES, tmp_path, isolated=True)
 
 

@@ -133,13 +133,30 @@ def test_a_lexicon_adds_valence_tokens_to_the_word_group_of_ngram_features():
 
 
 def test_adapt_keeps_the_lexicon_words_standardized_text_can_hold():
-    layer = MultimodalPreprocessor(
-        sequence_length=None,
-        text_features="ngrams",
-        lexicon={"happy": 2.7, ":)": 2.0, "ain't": -1.0},
-    )
+    lexicon = {"happy": 2.7, ":)": 2.0, "ain't": -1.0}
+    layer = MultimodalPreprocessor(sequence_length=None, text_features="ngrams", lexicon=lexicon)
     layer.adapt(["ain't happy :)"], min_frequency=1, spacy_norms=True)
-    # `:)` loses its punctuation and the norm table turns `ain't` into two words.
-    assert layer.lexicon_tagger.lexicon == {"happy": 2.7}
+    # The norm table turns `ain't` into two words; `:)` is the standardizer's `xsmile`.
+    assert layer.lexicon_tagger.lexicon == {"happy": 2.7, "xsmile": 2.0}
+    features = layer.features(tf.constant(["so happy :-)"])).to_list()[0]
+    assert features[:5] == [b"so", b"happy", b"xsmile", b"^lex+3", b"^lex+2"]
     restored = MultimodalPreprocessor.from_config(layer.get_config())
-    assert restored.lexicon_tagger.lexicon == {"happy": 2.7}
+    assert restored.lexicon_tagger.lexicon == {"happy": 2.7, "xsmile": 2.0}
+    assert restored.emoticons is True
+    # Without the emoticon rule `:)` loses its punctuation, so its entry cannot match.
+    plain = MultimodalPreprocessor(
+        sequence_length=None, text_features="ngrams", lexicon=lexicon, emoticons=False
+    )
+    plain.adapt(["ain't happy :)"], min_frequency=1, spacy_norms=True)
+    assert plain.lexicon_tagger.lexicon == {"happy": 2.7}
+
+
+def test_a_preprocessor_saved_before_the_emoticon_rule_standardizes_as_it_did():
+    layer = MultimodalPreprocessor(sequence_length=None)
+    layer.adapt(["ok <3 :)"], min_frequency=1)
+    config = layer.get_config()
+    del config["emoticons"]
+    old = MultimodalPreprocessor.from_config(config)
+    assert old.emoticons is False
+    assert old.features(tf.constant(["ok <3 :)"])).to_list() == [[b"ok", b"xnum"]]
+    assert layer.features(tf.constant(["ok <3 :)"])).to_list() == [[b"ok", b"xheart", b"xsmile"]]

@@ -18,12 +18,14 @@ core TF ops, so an exported SavedModel needs neither the package nor the file.
 """
 
 import importlib.resources
+import re
 from pathlib import Path
 
 import keras
 import tensorflow as tf
 
 from multimodal_tf.errors import ConfigError
+from multimodal_tf.layers.preprocessing.text_standardizer import EMOTICONS
 
 PREFIX = "^lex"  # `^` never survives standardization, so no text forges these tokens
 NEGATION_SCALAR = -0.74  # VADER's: a negated word keeps about three quarters of its valence
@@ -49,9 +51,8 @@ def load_lexicon(source, standardizer=None):
             text file with one `word<TAB>valence` per line (more columns are
             ignored, so VADER's own file reads as it is); valences are on
             VADER's -4 .. +4 scale (larger ones are clipped).
-        standardizer: `TextStandardizer` or None. Keeps only the words that
-            survive it unchanged as one token, the form they have in the
-            standardized text (emoticons such as `:)` do not).
+        standardizer: `TextStandardizer` or None. Keeps the entries in the
+            form they have in standardized text (`surviving_entries`).
 
     Returns:
         dict. `{word: valence}`, zero valences left out.
@@ -87,18 +88,27 @@ def load_lexicon(source, standardizer=None):
 
 
 def surviving_entries(lexicon, standardizer):
-    """The entries of `lexicon` whose word `standardizer` leaves unchanged as one token.
+    """The entries of `lexicon` in the form `standardizer` leaves them.
 
-    Only those can appear in standardized text: `:)` loses its punctuation and,
-    with a spaCy norm table, `ain't` becomes two words.
+    A word is kept if the standardizer leaves it unchanged as one token; only
+    those can appear in standardized text (with a spaCy norm table `ain't`
+    becomes two words). With the standardizer's `emoticons` on, the entries
+    that are one emoticon and nothing else (`:)`, `:-)`, `=)`; not `>:)`) are
+    kept under its word token (`xsmile`), with their mean valence.
     """
     words = list(lexicon)
     standardized = standardizer(tf.constant(words)).numpy()
-    return {
+    kept = {
         word: lexicon[word]
         for word, text in zip(words, standardized, strict=True)
         if text.decode("utf-8") == word
     }
+    if getattr(standardizer, "emoticons", False):
+        for token, pattern in EMOTICONS:
+            valences = [lexicon[word] for word in words if re.fullmatch(pattern, word)]
+            if valences and token not in kept:
+                kept[token] = round(sum(valences) / len(valences), 4)
+    return kept
 
 
 def _read(path, name):

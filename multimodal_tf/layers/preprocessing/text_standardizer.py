@@ -17,6 +17,22 @@ _KEEP_APOSTROPHE = "\x01"  # stands in for a word-internal apostrophe while punc
 _SYMBOL = r"(\p{So})"
 _NON_WORD = r"[^\pL\pN\s!?\p{So}\x01]+"
 _SPACES = r"\s+"
+# ASCII emoticons -> one word token each, before punctuation and numbers go (`<3` is not
+# the number 3). In order: `:'(` before `:(`, `</3` before `<3`. A skeptical `:/` must
+# follow a space or the start, so a truncated `http:/...` is not one.
+EMOTICONS = (
+    ("xcry", r"[:=]'-?[\(\[]+"),
+    ("xsmile", r"[:=]'?[\-o^]?[\)\]\}]+|\(+-?:|\^_?\^"),
+    ("xlaugh", r"[:=]-?[dD]+\b|\b[xX]-?D+\b"),
+    ("xwink", r";-?[\)\]D]+"),
+    ("xtongue", r"[:;=]-?[pP]+\b"),
+    ("xkiss", r"[:;=]-?\*+"),
+    ("xfrown", r"[:=]-?[\(\[\{]+"),
+    ("xskeptic", r"(^|\s)[:=]-?[/\\]+"),
+    ("xbrokenheart", r"</3+"),
+    ("xheart", r"<3+"),
+)
+EMOTICON_TOKENS = tuple(token for token, _ in EMOTICONS)
 
 
 @keras.saving.register_keras_serializable(package="multimodal_tf")
@@ -28,7 +44,9 @@ class TextStandardizer(keras.layers.Layer):
     (Unicode-aware); URLs become `xurl`, @mentions `xuser`, stand-alone numbers
     `xnum`; a letter repeated three or more times is squeezed to two
     (`soooo` -> `soo`); runs of `!` or `?` become one `!` / `?` token; emoji
-    and other symbols become tokens of their own; an apostrophe inside a word
+    and other symbols become tokens of their own; ASCII emoticons become one
+    word each (`:-)` and `(:` -> `xsmile`, `:(` -> `xfrown`, `:D` and `xD` ->
+    `xlaugh`, `<3` -> `xheart`; `EMOTICONS` lists all ten); an apostrophe inside a word
     is kept (`don't`), other punctuation becomes a space. Last, whole tokens
     are replaced through `norm_table`, which `MultimodalPreprocessor.adapt()`
     builds with spaCy at fit time (`don't` -> `do not`, `cuz` -> `because`);
@@ -44,13 +62,16 @@ class TextStandardizer(keras.layers.Layer):
             runs of `!`/`?` to one.
         keep_symbols: bool. Keep `!`, `?`, emoji and other symbols as tokens
             (else they become spaces).
+        emoticons: bool. Replace ASCII emoticons with word tokens (else their
+            punctuation goes and `<3` is a number). A layer saved before this
+            option existed loads with it off, so it standardizes as it did.
         norm_table: dict or None. `{token: replacement}` applied to whole
             tokens after the rules above; replacements may hold several words.
 
     Example:
     >>> layer = TextStandardizer(norm_table={"don't": "do not"})
-    >>> layer(tf.constant(["Don't @bob: https://t.co/x #SoHappy!!! 100 😍"])).numpy()
-    array([b'do not xuser xurl so happy ! xnum \\xf0\\x9f\\x98\\x8d'], dtype=object)
+    >>> layer(tf.constant(["Don't @bob: https://t.co/x #SoHappy!!! 100 😍 <3"])).numpy()
+    array([b'do not xuser xurl so happy ! xnum \\xf0\\x9f\\x98\\x8d xheart'], dtype=object)
     """
 
     def __init__(
@@ -62,6 +83,7 @@ class TextStandardizer(keras.layers.Layer):
         replace_numbers=True,
         squeeze_repeats=True,
         keep_symbols=True,
+        emoticons=True,
         norm_table=None,
         **kwargs,
     ):
@@ -74,6 +96,7 @@ class TextStandardizer(keras.layers.Layer):
         self.replace_numbers = replace_numbers
         self.squeeze_repeats = squeeze_repeats
         self.keep_symbols = keep_symbols
+        self.emoticons = bool(emoticons)
         self.norm_table = None
         self._table = None
         self.set_norm_table(norm_table)
@@ -104,6 +127,10 @@ class TextStandardizer(keras.layers.Layer):
             text = tf.strings.regex_replace(text, _URL, " xurl ")
         if self.replace_mentions:
             text = tf.strings.regex_replace(text, _MENTION, " xuser ")
+        if self.emoticons:
+            for token, pattern in EMOTICONS:
+                prefix = r"\1 " if pattern.startswith("(^|") else " "
+                text = tf.strings.regex_replace(text, pattern, f"{prefix}{token} ")
         if self.split_hashtags:
             text = tf.strings.regex_replace(text, _CAMEL_CASE, r"\1 \2")
         if self.lowercase:
@@ -154,7 +181,14 @@ class TextStandardizer(keras.layers.Layer):
                 "replace_numbers": self.replace_numbers,
                 "squeeze_repeats": self.squeeze_repeats,
                 "keep_symbols": self.keep_symbols,
+                "emoticons": self.emoticons,
                 "norm_table": self.norm_table,
             }
         )
         return config
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        config.setdefault("emoticons", False)  # saved before the option: standardize as then
+        return cls(**config)
