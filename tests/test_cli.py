@@ -1,5 +1,6 @@
 import csv
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -68,6 +69,7 @@ def test_train_evaluate_export_predict(tiny_manifest, tiny_config, tmp_path, cap
     )
     out = capsys.readouterr().out
     assert "test: accuracy" in out and "macro-F1" in out and "95% bootstrap interval" in out
+    assert re.search(r"text: [\d,]+ (words|n-grams) from \d+ training texts, sequence length", out)
     for name in (
         "config.yaml",
         "model.keras",

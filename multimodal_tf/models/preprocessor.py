@@ -7,8 +7,9 @@ import keras
 import tensorflow as tf
 
 from multimodal_tf.layers.preprocessing.image_decoder import ImageDecoder
+from multimodal_tf.layers.preprocessing.lexicon import PREFIX as LEXICON_PREFIX
 from multimodal_tf.layers.preprocessing.lexicon import LexiconTagger, surviving_entries
-from multimodal_tf.layers.preprocessing.text_standardizer import TextStandardizer
+from multimodal_tf.layers.preprocessing.text_standardizer import EMOTICON_TOKENS, TextStandardizer
 
 PAD_TOKEN = ""
 OOV_TOKEN = "[UNK]"
@@ -130,6 +131,7 @@ class MultimodalPreprocessor(keras.layers.Layer):
         self.min_frequency = int(min_frequency)
         self.text_features = text_features
         self.idf_weights = None if idf_weights is None else [float(w) for w in idf_weights]
+        self.adapt_summary = None  # set by `adapt()`; not part of the config
         if vocabulary is not None:
             self.set_vocabulary(vocabulary)
         # No weights: the only state is the vocabulary and norm tables.
@@ -237,6 +239,36 @@ class MultimodalPreprocessor(keras.layers.Layer):
         ]
         if self.sequence_length is None:
             self.sequence_length = _auto_length(rows, {token for token, _ in kept})
+        emoticons = {token.encode() for token in EMOTICON_TOKENS}
+        self.adapt_summary = {
+            "texts": len(rows),
+            "vocabulary": len(kept),
+            "sequence_length": self.sequence_length,
+            "with_valence_token": sum(
+                any(token.startswith(LEXICON_PREFIX.encode()) for token in row) for row in rows
+            ),
+            "with_emoticon": sum(not emoticons.isdisjoint(row) for row in rows),
+        }
+
+    def describe_adapt(self):
+        """One line on what `adapt()` found: vocabulary, length, lexicon and emoticon coverage."""
+        summary = self.adapt_summary
+        if not summary:
+            return "The vocabulary is not adapted in this session."
+        texts = max(1, summary["texts"])
+        kind = {"ngrams": "n-grams", "words": "words"}[self.text_features]
+        line = (
+            f"text: {summary['vocabulary']:,} {kind} from {summary['texts']:,} training texts, "
+            f"sequence length {summary['sequence_length']}"
+        )
+        if self.lexicon_tagger is not None:
+            line += (
+                f"; lexicon: {len(self.lexicon_tagger.lexicon):,} entries, a valence token in "
+                f"{summary['with_valence_token'] / texts:.1%} of the texts"
+            )
+        if self.emoticons:
+            line += f"; emoticons in {summary['with_emoticon'] / texts:.1%}"
+        return line + "."
 
     def call(self, inputs):
         outputs = {}

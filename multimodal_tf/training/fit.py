@@ -120,6 +120,8 @@ def train(manifest, config=None, output_dir="runs/latest", verbose=1):
     class_names = source.class_names
     keras.utils.set_random_seed(training.seed)
     preprocessor = adapted_preprocessor(config, source.train_texts())
+    if "text" in config.model.modalities:
+        print(preprocessor.describe_adapt())
     # `data.batch_size` is per replica: every replica sees that many rows per step.
     batch_size = data.batch_size * strategy.num_replicas_in_sync
     steps = math.ceil(len(source.train_labels()) / batch_size) * training.epochs

@@ -160,3 +160,16 @@ def test_a_preprocessor_saved_before_the_emoticon_rule_standardizes_as_it_did():
     assert old.emoticons is False
     assert old.features(tf.constant(["ok <3 :)"])).to_list() == [[b"ok", b"xnum"]]
     assert layer.features(tf.constant(["ok <3 :)"])).to_list() == [[b"ok", b"xheart", b"xsmile"]]
+
+
+def test_adapt_summary_names_vocabulary_length_and_coverage():
+    layer = MultimodalPreprocessor(
+        sequence_length=None, text_features="ngrams", lexicon={"happy": 2.7, ":)": 2.0}
+    )
+    assert "not adapted" in layer.describe_adapt()
+    layer.adapt(["so happy :)", "a cat", "happy <3", "dog"], min_frequency=1)
+    line = layer.describe_adapt()
+    assert f"text: {len(layer.vocabulary):,} n-grams from 4 training texts" in line
+    assert f"sequence length {layer.sequence_length}" in line
+    assert "lexicon: 2 entries, a valence token in 50.0% of the texts" in line  # happy, xsmile
+    assert "emoticons in 50.0%" in line
