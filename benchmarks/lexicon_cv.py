@@ -1,4 +1,4 @@
-"""Does `data.lexicon` help? Cross-validated on the training split alone.
+"""Does `data.lexicon` (or another text option) help? Cross-validated on the training split.
 
 MVSA-Single's val split has 450 rows, too few to see a 1-2 point change (one
 seed's macro-F1 moves by several points). This script asks the 3,611 training
@@ -10,10 +10,13 @@ words, valence tokens, bigrams and `~` character n-grams), TF-IDF weighted with
 raw counts as the bag counts them, words and characters L2-normalised apart.
 The preprocessor is adapted on the training split (its vocabulary is not used
 here: each fold's vectorizer fits its own training folds). Prints accuracy /
-macro-F1 / weighted-F1 for each C. Usage:
+macro-F1 / weighted-F1 for each C. `--compare` asks the same of another `data`
+option that changes the text features, in place of the lexicon. Usage:
 
     .venv/bin/python benchmarks/lexicon_cv.py \\
         --data ../shared/data/mvsa_single/manifest.csv --lexicon vader
+    .venv/bin/python benchmarks/lexicon_cv.py \\
+        --data ../shared/data/mvsa_single/manifest.csv --compare emoticons=false,true
 
 Needs scikit-learn (a benchmark extra).
 """
@@ -69,28 +72,41 @@ def main():
     parser.add_argument("--lexicon", default="vader", help="data.lexicon to compare with none.")
     parser.add_argument("--c", default="2,4,8", help="Logistic regression C values.")
     parser.add_argument("--fold-seeds", default="0,1")
+    parser.add_argument(
+        "--compare",
+        help="OPTION=A,B: compare two values of a data option (e.g. emoticons=false,true) "
+        "instead of the lexicon; the other options keep their defaults.",
+    )
     args = parser.parse_args()
+    option, values = "lexicon", ["none", args.lexicon]
+    if args.compare:
+        option, _, listed = args.compare.partition("=")
+        values = listed.split(",")
+        if not hasattr(RunConfig().data, option) or len(values) != 2:
+            parser.error(f"--compare {args.compare!r}: expected a data option=A,B")
 
     train = split_records(read_manifest(args.data))["train"]
     texts = [record.text for record in train]
     class_names = sorted({record.label for record in train})
     labels = np.array([class_names.index(record.label) for record in train])
     features = {}
-    for lexicon in ("none", args.lexicon):
+    for value in values:
         config = RunConfig()
-        config.data.lexicon = lexicon
-        features[lexicon] = feature_lists(config, texts)
-    tagged = np.mean([any(f.startswith("^lex") for f in row) for row in features[args.lexicon]])
-    print(f"{len(texts)} training rows; {tagged:.1%} of them hold a valence token")
-    print("| fold seed | C | lexicon none | lexicon " + args.lexicon + " |")
+        default = getattr(config.data, option)
+        parsed = value.lower() == "true" if isinstance(default, bool) else type(default)(value)
+        setattr(config.data, option, parsed)
+        features[value] = feature_lists(config, texts)
+        tagged = np.mean([any(f.startswith("^lex") for f in row) for row in features[value]])
+        print(f"{option} {value}: {tagged:.1%} of {len(texts)} training rows hold a valence token")
+    print(f"| fold seed | C | {option} {values[0]} | {option} {values[1]} |")
     print("|---|---|---|---|")
     for fold_seed in map(int, args.fold_seeds.split(",")):
         splitter = StratifiedKFold(5, shuffle=True, random_state=fold_seed)
         folds = list(splitter.split(texts, labels))
         for c in map(float, args.c.split(",")):
             cells = []
-            for lexicon in ("none", args.lexicon):
-                m = cross_validate(features[lexicon], labels, class_names, c, folds)
+            for value in values:
+                m = cross_validate(features[value], labels, class_names, c, folds)
                 cells.append(f"{m['accuracy']:.3f} / {m['macro_f1']:.3f} / {m['weighted_f1']:.3f}")
             print(f"| {fold_seed} | {c:g} | {cells[0]} | {cells[1]} |", flush=True)
 
