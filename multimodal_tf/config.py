@@ -22,7 +22,8 @@ class DataConfig:
     image_size: tuple = (64, 64)
     sequence_length: int = 0  # 0: the 99th percentile of the training texts' lengths
     spacy_norms: bool = True
-    # ASCII emoticons as word tokens (":-)" -> xsmile, "<3" -> xheart) in the standardizer.
+    # ASCII emoticons as word tokens (":-)" -> xsmile, "<3" -> xheart) in the standardizer,
+    # after unescaping HTML-escaped text ("&lt;3", "&amp;") as Twitter's API sends it.
     emoticons: bool = True
     # A sentiment lexicon's valence tokens in the n-gram bag: "vader" (VADER's, from the
     # vaderSentiment package), a word<TAB>valence file, or "" / "none" (docs/defaults.md).

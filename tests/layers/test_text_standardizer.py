@@ -41,6 +41,10 @@ def test_emoticons_become_word_tokens_and_not_numbers():
         "xcry xbrokenheart xheart",
         "crazy xskeptic but http and xnum xnum re port note a x y",
     ]
+    # HTML-escaped, as Twitter's API sends text: unescaped first (`amp` is no word).
+    assert standardize(["I &lt;3 tea &amp; cake &gt;:( don&#39;t"]) == [
+        "i xheart tea cake xfrown don't"
+    ]
     # Off (and in a layer saved before the option existed): punctuation goes, <3 is a number.
     assert standardize(["ok :) <3"], emoticons=False) == ["ok xnum"]
     config = TextStandardizer().get_config()

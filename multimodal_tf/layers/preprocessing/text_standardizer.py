@@ -33,6 +33,16 @@ EMOTICONS = (
     ("xheart", r"<3+"),
 )
 EMOTICON_TOKENS = tuple(token for token, _ in EMOTICONS)
+# Twitter's API and scraped pages send `<`, `>` and `&` HTML-escaped (`&lt;3`, `&amp;`);
+# unescaped first, so `&lt;3` is a heart and `&amp;` not the word `amp`. `&amp;` goes last.
+HTML_ENTITIES = (
+    ("&lt;", "<"),
+    ("&gt;", ">"),
+    ("&quot;", '"'),
+    ("&#0*39;", "'"),
+    ("&apos;", "'"),
+    ("&amp;", "&"),
+)
 
 
 @keras.saving.register_keras_serializable(package="multimodal_tf")
@@ -63,7 +73,9 @@ class TextStandardizer(keras.layers.Layer):
         keep_symbols: bool. Keep `!`, `?`, emoji and other symbols as tokens
             (else they become spaces).
         emoticons: bool. Replace ASCII emoticons with word tokens (else their
-            punctuation goes and `<3` is a number). A layer saved before this
+            punctuation goes and `<3` is a number), after unescaping the HTML
+            entities of `<`, `>`, `&` and quotes (`&lt;3`, `&amp;`) that
+            Twitter's API and scraped pages send. A layer saved before this
             option existed loads with it off, so it standardizes as it did.
         norm_table: dict or None. `{token: replacement}` applied to whole
             tokens after the rules above; replacements may hold several words.
@@ -123,6 +135,9 @@ class TextStandardizer(keras.layers.Layer):
 
     def call(self, inputs):
         text = tf.convert_to_tensor(inputs, dtype=tf.string)
+        if self.emoticons:
+            for entity, character in HTML_ENTITIES:
+                text = tf.strings.regex_replace(text, entity, character)
         if self.replace_urls:
             text = tf.strings.regex_replace(text, _URL, " xurl ")
         if self.replace_mentions:
