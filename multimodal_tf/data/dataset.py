@@ -1,5 +1,7 @@
 """Manifest records -> a streaming `tf.data.Dataset` of preprocessed batches."""
 
+import weakref
+
 import numpy as np
 import tensorflow as tf
 
@@ -8,6 +10,10 @@ from multimodal_tf.data.tfrecords import raw_dataset
 from multimodal_tf.errors import DataError
 
 AUTOTUNE = tf.data.AUTOTUNE
+# Datasets built on one preprocessor share its traced graph (`shared_preprocess`);
+# benchmarks/trace_sharing.py turns this off to measure what it saves.
+SHARE_TRACES = True
+_SHARED = weakref.WeakKeyDictionary()
 
 
 def make_dataset(
@@ -213,10 +219,45 @@ def to_batches(raw, preprocessor, num_classes, batch_size):
     return raw.map(prepare, num_parallel_calls=AUTOTUNE).batch(batch_size).prefetch(AUTOTUNE)
 
 
+def shared_preprocess(preprocessor):
+    """`preprocessor` as one `tf.function`, traced once for all the datasets built on it.
+
+    Every `Dataset.map` traces its function anew, and tracing the preprocessor
+    (standardizer, lexicon, n-grams, image decoding: about 550 ops) took about
+    0.2 s a time; a `train()` maps it over 6 to 16 datasets (splits, text-only
+    variants, the first and second stages). Mapped through this function, each
+    map traces a call to one cached concrete function instead. The cache is
+    dropped when the preprocessor's graph state changes (`adapt()`, a new
+    vocabulary, lexicon or norm table, another sequence length).
+
+    Args:
+        preprocessor: `MultimodalPreprocessor`.
+
+    Returns:
+        A callable taking the preprocessor's inputs.
+    """
+    if not SHARE_TRACES:
+        return preprocessor
+    state = preprocessor.graph_state()
+    cached = _SHARED.get(preprocessor)
+    if cached is not None and _same(cached[0], state):
+        return cached[1]
+    owner = weakref.ref(preprocessor)  # the cache must not keep its key alive
+    function = tf.function(lambda inputs: owner()(inputs))
+    _SHARED[preprocessor] = (state, function)
+    return function
+
+
+def _same(old, new):
+    return len(old) == len(new) and all(a is b or a == b for a, b in zip(old, new, strict=True))
+
+
 def _preparer(preprocessor, num_classes):
+    preprocess = shared_preprocess(preprocessor)
+
     def prepare(sample):
         # A text-only sample has no "image": the preprocessor then makes token ids only.
-        features = preprocessor({key: sample[key] for key in ("text", "image") if key in sample})
+        features = preprocess({key: sample[key] for key in ("text", "image") if key in sample})
         if "label" not in sample:
             return features
         labels = sample["label"]

@@ -137,6 +137,22 @@ class MultimodalPreprocessor(keras.layers.Layer):
         # No weights: the only state is the vocabulary and norm tables.
         self.built = True
 
+    def graph_state(self):
+        """What decides the graph this layer builds: its lookup tables' objects and sizes.
+
+        Changes whenever `adapt()`, `set_vocabulary()`, a lexicon or a norm table
+        replaces a table, so a cached trace of this layer (`shared_preprocess`)
+        can tell that it is stale.
+        """
+        return (
+            self.token_lookup,
+            self.lexicon_tagger,
+            self.text_standardizer._table,
+            self.sequence_length,
+            self.text_features,
+            self.image_size,
+        )
+
     @property
     def emoticons(self):
         return self.text_standardizer.emoticons

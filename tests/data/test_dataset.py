@@ -2,8 +2,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import tensorflow as tf
 
-from multimodal_tf.data.dataset import decoded_cache_bytes, make_dataset
+from multimodal_tf.data.dataset import decoded_cache_bytes, make_dataset, shared_preprocess
 from multimodal_tf.data.manifest import read_manifest, split_records
 from multimodal_tf.errors import DataError
 from multimodal_tf.models.preprocessor import MultimodalPreprocessor
@@ -87,3 +88,19 @@ def test_text_only_batches_read_no_image_and_match_the_full_token_ids(tiny_manif
         np.testing.assert_array_equal(features["token_ids"].numpy(), ids)
         np.testing.assert_array_equal(got, labels)
     assert decoded_cache_bytes(1000, preprocessor, text_only=True) == 1000 * (6 * 4 + 64)
+
+
+def test_datasets_share_one_trace_until_the_preprocessor_changes(tiny_manifest):
+    records = read_manifest(tiny_manifest)
+    preprocessor = MultimodalPreprocessor(sequence_length=4, image_size=(8, 8))
+    preprocessor.adapt(["warm red"], min_frequency=1)
+    first = shared_preprocess(preprocessor)
+    assert shared_preprocess(preprocessor) is first
+    make_dataset(records, preprocessor, batch_size=4)
+    assert shared_preprocess(preprocessor) is first
+    # A new vocabulary is a new lookup table: the old trace would give the old ids.
+    preprocessor.adapt(["cold blue", "cold"], min_frequency=1)
+    assert shared_preprocess(preprocessor) is not first
+    batch = next(iter(make_dataset(records[:1], preprocessor, batch_size=1)))
+    expected = preprocessor({"text": tf.constant([records[0].text])})["token_ids"]
+    np.testing.assert_array_equal(batch["token_ids"], expected)
