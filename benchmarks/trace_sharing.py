@@ -14,29 +14,18 @@ Usage:
 import argparse
 import os
 import statistics
+import sys
 import tempfile
 import time
+from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the tests' own small config
+
 import multimodal_tf as mtf  # noqa: E402
 from multimodal_tf.data import dataset  # noqa: E402
-
-
-def small_config():
-    """The demo's default config, shrunk to train in seconds (as the tests' runs are)."""
-    config = mtf.RunConfig()
-    config.data.image_size = (16, 16)
-    config.data.batch_size = 8
-    config.model.embedding_dim = 8
-    config.model.hidden_dim = 8
-    config.model.num_heads = 2
-    config.model.image_filters = (4, 8)
-    config.model.grid_size = 2
-    config.training.epochs = 2
-    config.training.tensorboard = False
-    config.training.report = False
-    return config
+from tests.conftest import make_tiny_config as small_config  # noqa: E402
 
 
 def main():

@@ -256,10 +256,8 @@ class MultimodalPreprocessor(keras.layers.Layer):
         if self.sequence_length is None:
             self.sequence_length = _auto_length(rows, {token for token, _ in kept})
         emoticons = {token.encode() for token in EMOTICON_TOKENS}
-        self.adapt_summary = {
+        self.adapt_summary = {  # what the vocabulary does not keep: coverage of the texts
             "texts": len(rows),
-            "vocabulary": len(kept),
-            "sequence_length": self.sequence_length,
             "with_valence_token": sum(
                 any(token.startswith(LEXICON_PREFIX.encode()) for token in row) for row in rows
             ),
@@ -274,8 +272,8 @@ class MultimodalPreprocessor(keras.layers.Layer):
         texts = max(1, summary["texts"])
         kind = {"ngrams": "n-grams", "words": "words"}[self.text_features]
         line = (
-            f"text: {summary['vocabulary']:,} {kind} from {summary['texts']:,} training texts, "
-            f"sequence length {summary['sequence_length']}"
+            f"text: {len(self.vocabulary):,} {kind} from {summary['texts']:,} training texts, "
+            f"sequence length {self.sequence_length}"
         )
         if self.lexicon_tagger is not None:
             line += (

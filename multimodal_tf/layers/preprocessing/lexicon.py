@@ -41,7 +41,7 @@ def valence_token(valence):
     return f"{PREFIX}{bucket:+d}"
 
 
-def load_lexicon(source, standardizer=None):
+def load_lexicon(source):
     """Reads a word -> valence lexicon at fit time.
 
     Args:
@@ -51,11 +51,10 @@ def load_lexicon(source, standardizer=None):
             text file with one `word<TAB>valence` per line (more columns are
             ignored, so VADER's own file reads as it is); valences are on
             VADER's -4 .. +4 scale (larger ones are clipped).
-        standardizer: `TextStandardizer` or None. Keeps the entries in the
-            form they have in standardized text (`surviving_entries`).
 
     Returns:
-        dict. `{word: valence}`, zero valences left out.
+        dict. `{word: valence}`, zero valences left out. `MultimodalPreprocessor.adapt()`
+        keeps the entries its standardizer leaves matchable (`surviving_entries`).
 
     Raises:
         ConfigError: the file is missing, or a line has no tab-separated
@@ -82,8 +81,6 @@ def load_lexicon(source, standardizer=None):
                 "an existing file of word<TAB>valence lines."
             )
         lexicon = _read(path, str(path))
-    if standardizer is not None:
-        lexicon = surviving_entries(lexicon, standardizer)
     return {word: valence for word, valence in lexicon.items() if valence}
 
 
