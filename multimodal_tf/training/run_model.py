@@ -6,7 +6,6 @@ trial, in one place, so the two train alike.
 
 import dataclasses
 
-import keras
 import tensorflow as tf
 
 from multimodal_tf.data.balance import class_weights
@@ -15,6 +14,7 @@ from multimodal_tf.layers.preprocessing.spacy_tables import negation_words
 from multimodal_tf.models.classifier import MultimodalClassifier
 from multimodal_tf.models.preprocessor import MultimodalPreprocessor
 from multimodal_tf.models.text_encoder import text_features_for
+from multimodal_tf.models.warmup_cosine_decay import WarmupCosineDecay
 from multimodal_tf.models.wide_text_logits import wide_l2_for
 from multimodal_tf.training.wide_first import train_wide_path
 
@@ -85,12 +85,11 @@ def learning_rate(training, total_steps):
     if training.lr_schedule == "constant":
         return training.learning_rate
     warmup = max(1, int(0.05 * total_steps))
-    return keras.optimizers.schedules.CosineDecay(
-        0.0,
+    return WarmupCosineDecay(
+        training.learning_rate,
+        warmup_steps=warmup,
         decay_steps=max(1, total_steps - warmup),
         alpha=0.01,
-        warmup_target=training.learning_rate,
-        warmup_steps=warmup,
     )
 
 
