@@ -143,6 +143,12 @@ def test_train_with_wide_epochs_saves_a_frozen_wide_path_and_its_log(
     np.testing.assert_allclose(
         wide.kernel.numpy(), result.model.get_layer("label_wide").kernel.numpy()
     )
+    # The verdict on the deep path is recorded (without drop_deep_if_worse it is not
+    # judged: test_a_second_stage_that_cannot_beat_the_first_stops_after_its_patience).
+    verdict = result.metrics["deep_path"]
+    assert set(verdict) == {"wide", "deep", "kept"} and verdict["kept"] == (
+        verdict["deep"] >= verdict["wide"]
+    )
 
 
 def test_a_resumed_run_keeps_the_wide_path_it_trained_first(
@@ -384,19 +390,6 @@ def test_the_deep_path_is_dropped_if_it_does_worse_than_the_wide_path_on_val(
             np.testing.assert_allclose(saved.predict(features, verbose=0), linear, atol=1e-5)
 
 
-def test_train_records_the_verdict_and_can_be_told_not_to_judge(
-    tiny_manifest, tiny_config, tmp_path
-):
-    result = train(tiny_manifest, _wide_config(tiny_config), tmp_path / "run", verbose=0)
-    verdict = result.metrics["deep_path"]
-    assert set(verdict) == {"wide", "deep", "kept"} and verdict["kept"] == (
-        verdict["deep"] >= verdict["wide"]
-    )
-    config = _wide_config(tiny_config)
-    config.training.drop_deep_if_worse = False
-    assert "deep_path" not in train(tiny_manifest, config, tmp_path / "off", verbose=0).metrics
-
-
 @pytest.mark.parametrize("drop", [True, False])
 def test_a_second_stage_that_cannot_beat_the_first_stops_after_its_patience(
     tiny_manifest, tiny_config, tmp_path, monkeypatch, drop
@@ -417,8 +410,9 @@ def test_a_second_stage_that_cannot_beat_the_first_stops_after_its_patience(
         return callbacks, initial_epoch
 
     monkeypatch.setattr(fit, "training_callbacks", recording)
-    train(tiny_manifest, config, tmp_path / "run", verbose=0)
+    result = train(tiny_manifest, config, tmp_path / "run", verbose=0)
     epochs = len(list(csv.DictReader((tmp_path / "run" / "history.csv").open())))
     assert stops[0].baseline == (1.01 if drop else None)
+    assert ("deep_path" in result.metrics) == drop  # told not to judge, it records no verdict
     if drop:
         assert epochs == 2
