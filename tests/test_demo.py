@@ -9,7 +9,9 @@ from multimodal_tf.training.fit import train
 
 @pytest.fixture(scope="module")
 def demo_manifest(tmp_path_factory):
-    return make_demo_dataset(tmp_path_factory.mktemp("demo"), num_samples=2000)
+    # Half the rows `make demo` trains on: the verdict is the same (fused 0.989 on 95 test
+    # rows, text 0.495, image 0.421; 2000 rows: 1.000, 0.497, 0.508) in 1.6x less time.
+    return make_demo_dataset(tmp_path_factory.mktemp("demo"), num_samples=1000)
 
 
 def test_demo_data_is_balanced_and_reproducible(tmp_path):
@@ -42,5 +44,5 @@ def test_only_the_fused_model_solves_the_demo(demo_manifest, tmp_path, modalitie
     accuracy = result.metrics["test"]["accuracy"]
     # Captions repeat (templates), and rows sharing a text stay in one split, so the
     # test split is about, not exactly, 10%; its captions never occur in training.
-    assert 170 <= result.metrics["test"]["num_samples"] <= 230
+    assert 80 <= result.metrics["test"]["num_samples"] <= 120
     assert low <= accuracy <= high, f"{modalities}: test accuracy {accuracy:.3f}"
