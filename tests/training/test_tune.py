@@ -22,11 +22,12 @@ SEARCHED = {
 @pytest.mark.slow
 def test_tune_writes_trials_and_a_trainable_best_config(tiny_manifest, tiny_config, tmp_path):
     output = tmp_path / "tune"
-    result = tune(tiny_manifest, tiny_config, trials=3, output_dir=output)
+    # Two trials (each a real training): enough for the best to be chosen between them.
+    result = tune(tiny_manifest, tiny_config, trials=2, output_dir=output)
 
     with result.trials_csv.open(newline="") as handle:
         rows = list(csv.DictReader(handle))
-    assert len(rows) == 3
+    assert len(rows) == 2
     assert list(rows[0]) == [
         "trial_id",
         "status",
