@@ -13,23 +13,20 @@ the medians. Usage:
     .venv/bin/python benchmarks/schedule_trace.py --rounds 3
 """
 
-import argparse
 import os
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the tests' own small config
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import keras  # noqa: E402
+from small_runs import interleaved_runs, parse_args  # noqa: E402
 
-import multimodal_tf as mtf  # noqa: E402
 from multimodal_tf.training import fit, run_model  # noqa: E402
-from tests.conftest import make_tiny_config as small_config  # noqa: E402
 
 OURS = run_model.learning_rate
 
@@ -71,33 +68,27 @@ def with_first_step(make_callbacks):
     return wrapped
 
 
+def use(schedule):
+    def switch_on():
+        run_model.learning_rate = schedule
+
+    return switch_on
+
+
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--samples", type=int, default=120, help="Demo rows to train on.")
-    args = parser.parse_args()
-    folder = tempfile.mkdtemp()
-    manifest = mtf.make_demo_dataset(f"{folder}/data", num_samples=args.samples, image_size=16)
+    args = parse_args(__doc__)
     fit.training_callbacks = with_first_step(fit.training_callbacks)  # the second stage's fit
-    mtf.train(manifest, small_config(), f"{folder}/warm-up", verbose=0)  # imports, spaCy
-    schedules = {"keras CosineDecay": keras_cosine_decay, "WarmupCosineDecay": OURS}
-    seconds = {name: [] for name in schedules}
-    first = {name: [] for name in schedules}
-    for round_index in range(args.rounds):
-        for name, schedule in schedules.items():
-            run_model.learning_rate = schedule
-            start = time.perf_counter()
-            mtf.train(manifest, small_config(), f"{folder}/{round_index}-{name}", verbose=0)
-            seconds[name].append(time.perf_counter() - start)
-            first[name].append(FirstStep.seconds)
-            print(
-                f"round {round_index}: {name:18} train() {seconds[name][-1]:.2f} s, "
-                f"second stage's first step {first[name][-1]:.2f} s",
-                flush=True,
-            )
+    arms = {"keras CosineDecay": use(keras_cosine_decay), "WarmupCosineDecay": use(OURS)}
+    first = {name: [] for name in arms}
+
+    def first_step(name):
+        first[name].append(FirstStep.seconds)
+        return f", second stage's first step {FirstStep.seconds:.2f} s"
+
+    seconds = interleaved_runs(arms, args.rounds, args.samples, describe=first_step)
     run_model.learning_rate = OURS
     (old, new), (old_first, new_first) = (
-        [statistics.median(values[name]) for name in schedules] for values in (seconds, first)
+        [statistics.median(values[name]) for name in arms] for values in (seconds, first)
     )
     print(
         f"medians: train() {old:.2f} -> {new:.2f} s ({old / new:.2f}x); "

@@ -11,40 +11,32 @@ Usage:
     .venv/bin/python benchmarks/trace_sharing.py --rounds 3 --samples 120
 """
 
-import argparse
 import os
 import statistics
 import sys
-import tempfile
-import time
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the tests' own small config
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import multimodal_tf as mtf  # noqa: E402
+from small_runs import interleaved_runs, parse_args  # noqa: E402
+
 from multimodal_tf.data import dataset  # noqa: E402
-from tests.conftest import make_tiny_config as small_config  # noqa: E402
+
+
+def share(on):
+    def switch_on():
+        dataset.SHARE_TRACES = on
+
+    return switch_on
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--samples", type=int, default=120, help="Demo rows to train on.")
-    args = parser.parse_args()
-    folder = tempfile.mkdtemp()
-    manifest = mtf.make_demo_dataset(f"{folder}/data", num_samples=args.samples, image_size=16)
-    mtf.train(manifest, small_config(), f"{folder}/warm-up", verbose=0)  # imports, spaCy
-    seconds = {True: [], False: []}
-    for round_index in range(args.rounds):
-        for share in (False, True):
-            dataset.SHARE_TRACES = share
-            start = time.perf_counter()
-            mtf.train(manifest, small_config(), f"{folder}/{share}-{round_index}", verbose=0)
-            seconds[share].append(time.perf_counter() - start)
-            print(f"round {round_index}: shared={share}: {seconds[share][-1]:.2f} s", flush=True)
-    off, on = (statistics.median(seconds[share]) for share in (False, True))
+    args = parse_args(__doc__)
+    arms = {"traced per dataset": share(False), "shared": share(True)}
+    seconds = interleaved_runs(arms, args.rounds, args.samples)
+    off, on = (statistics.median(values) for values in seconds.values())
     print(f"train() median: {off:.2f} s traced per dataset, {on:.2f} s shared: {off / on:.2f}x")
 
 

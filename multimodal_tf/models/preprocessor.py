@@ -138,16 +138,16 @@ class MultimodalPreprocessor(keras.layers.Layer):
         self.built = True
 
     def graph_state(self):
-        """What decides the graph this layer builds: its lookup tables' objects and sizes.
+        """What decides the graph this layer builds: its lookup tables and sizes.
 
-        Changes whenever `adapt()`, `set_vocabulary()`, a lexicon or a norm table
-        replaces a table, so a cached trace of this layer (`shared_preprocess`)
-        can tell that it is stale.
+        Changes whenever `adapt()`, `set_vocabulary()` or a lexicon replaces a
+        table, or the norm table's entries change, so a cached trace of this
+        layer (`shared_preprocess`) can tell that it is stale.
         """
         return (
             self.token_lookup,
             self.lexicon_tagger,
-            self.text_standardizer._table,
+            self.text_standardizer.norm_table,
             self.sequence_length,
             self.text_features,
             self.image_size,
