@@ -12,16 +12,22 @@ def _multi_worker(strategy):
     )
 
 
-def _tf_dataset_element_spec(iterator):
-    """The element_spec of a `fit`/`evaluate` epoch iterator over a tf.data.Dataset, else None.
+def _dataset_element_spec(iterator):
+    """The element_spec of the dataset a `fit`/`evaluate` epoch iterator reads, else None.
 
-    The adapter's dataset already carries `class_weight`'s sample weights.
-    NumPy or generator input returns None and Keras builds as it always does.
+    Keras's TF epoch iterator turns any input (a tf.data.Dataset, NumPy arrays or
+    tensors, a generator) into one dataset before the first step, with
+    `class_weight`'s sample weights in it; its spec is read without reading a
+    batch. An iterator without that dataset (another Keras) returns None and Keras
+    builds as it always does.
     """
-    adapter = getattr(iterator, "data_adapter", None)
-    if type(adapter).__name__ != "TFDatasetAdapter":
-        return None
-    return adapter.get_tf_dataset().element_spec
+    dataset = getattr(iterator, "_distributed_dataset", None)
+    if dataset is None:
+        adapter = getattr(iterator, "data_adapter", None)
+        if type(adapter).__name__ != "TFDatasetAdapter":
+            return None
+        dataset = adapter.get_tf_dataset()
+    return getattr(dataset, "element_spec", None)
 
 
 class StrategyAwareFit:
@@ -66,7 +72,7 @@ class StrategyAwareFit:
             # again (about 4 s per `fit` on 2 cores). Building first from the
             # dataset's element_spec traces once and reads no batch, so a
             # `cache()` or the shuffle order is untouched.
-            spec = _tf_dataset_element_spec(iterator)
+            spec = _dataset_element_spec(iterator)
             if spec is not None:
                 self._symbolic_build(data_batch=spec)
             return None

@@ -69,7 +69,8 @@ def test_fit_reduces_the_loss():
     assert set(history.history) >= {"accuracy", "macro_f1", "loss"}
 
 
-def test_fit_on_a_dataset_traces_each_step_once(monkeypatch):
+@pytest.mark.parametrize("source", ["dataset", "arrays"])
+def test_fit_traces_each_step_once(source, monkeypatch):
     # Keras builds the optimizer and metrics inside the first trace unless the
     # model builds them first; the second trace cost about 4 s per `fit`.
     traces = {"train": 0, "test": 0}
@@ -85,8 +86,18 @@ def test_fit_on_a_dataset_traces_each_step_once(monkeypatch):
     monkeypatch.setattr(MultimodalClassifier, "train_step", counting("train", train_step))
     monkeypatch.setattr(MultimodalClassifier, "test_step", counting("test", test_step))
     model = tiny_model()
-    dataset = tf.data.Dataset.from_tensor_slices((features(model), LABELS)).batch(2)
-    history = model.fit(dataset, validation_data=dataset, epochs=2, verbose=0, shuffle=False)
+    if source == "dataset":
+        dataset = tf.data.Dataset.from_tensor_slices((features(model), LABELS)).batch(2)
+        fit_data = dict(x=dataset, validation_data=dataset, shuffle=False)
+    else:  # tensors and NumPy labels, with class weights: Keras makes the dataset
+        fit_data = dict(
+            x=features(model),
+            y=LABELS,
+            batch_size=2,
+            validation_data=(features(model), LABELS),
+            class_weight={0: 1.0, 1: 2.0},
+        )
+    history = model.fit(**fit_data, epochs=2, verbose=0)
     assert traces == {"train": 1, "test": 1}
     assert np.isfinite(history.history["val_loss"]).all()
 
