@@ -35,8 +35,24 @@ def evaluate_dataset(model, dataset):
         model: `MultimodalClassifier`.
         dataset: `tf.data.Dataset`. As `make_dataset` builds it (no shuffling needed).
     """
+    return evaluate_predictions(model, *predict_dataset(model, dataset))
+
+
+def evaluate_predictions(model, probabilities, targets):
+    """`evaluate_dataset`'s metrics from predictions already made.
+
+    Args:
+        model: `MultimodalClassifier` or `MultimodalEnsemble`. Its class names
+            and (multi-label) its head's thresholds.
+        probabilities: float array `[rows, classes]`.
+        targets: float array `[rows, classes]`. One-hot (multi-hot) true labels.
+
+    Example:
+    >>> probabilities, targets = predict_dataset(model, test_batches)  # doctest: +SKIP
+    >>> evaluate_predictions(model, probabilities, targets)["macro_f1"]  # doctest: +SKIP
+    0.71
+    """
     multi_label = model.is_multi_label()
-    probabilities, targets = predict_dataset(model, dataset)
     if multi_label:
         thresholds = keras.ops.convert_to_numpy(model.get_layer(DEFAULT_HEAD).thresholds)
         y_true, y_pred = targets, probabilities >= thresholds

@@ -17,7 +17,13 @@ from multimodal_tf.training.callbacks import BACKUP_DIR, HISTORY_FILE, training_
 from multimodal_tf.training.deep_path import first_stage_best, keep_deep_path_if_better
 from multimodal_tf.training.distribute import every_worker_sees_all, make_strategy, shard_by_data
 from multimodal_tf.training.ensemble import fit_ensemble, member_dir
-from multimodal_tf.training.evaluate import METRICS_FILE, MODEL_FILE, evaluate_dataset
+from multimodal_tf.training.evaluate import (
+    METRICS_FILE,
+    MODEL_FILE,
+    evaluate_dataset,
+    evaluate_predictions,
+    predict_dataset,
+)
 from multimodal_tf.training.feature_maps import fit_second_stage
 from multimodal_tf.training.metrics import (
     plot_confusion_matrix,
@@ -237,8 +243,10 @@ def train(manifest, config=None, output_dir="runs/latest", verbose=1):
         chosen = [round(float(threshold), 6) for threshold in chosen]  # 0.45, not 0.4499999881
         metrics["thresholds"] = dict(zip(class_names, chosen, strict=True))
     splits = [name for name in ("val", "test") if source.has_split(name)]
+    predictions = {}  # the report shows the same predictions as the metrics
     for name in splits:
-        metrics[name] = evaluate_dataset(model, dataset(name))
+        predictions[name] = predict_dataset(model, dataset(name))
+        metrics[name] = evaluate_predictions(model, *predictions[name])
     if training.ensemble > 1:
         # Each member alone, so the run shows what averaging added.
         if data.multi_label:  # members' own thresholds, chosen on val as the ensemble's are
@@ -257,7 +265,7 @@ def train(manifest, config=None, output_dir="runs/latest", verbose=1):
     )
     metrics["train_seconds"] = train_seconds
     if training.report:
-        _write_report(run_dir, model, source, data.batch_size)
+        _write_report(run_dir, model, source, data.batch_size, predictions)
     if not data.multi_label:  # a confusion matrix needs one class per row
         report = metrics.get("test") or metrics["val"]
         plot_confusion_matrix(
@@ -268,7 +276,7 @@ def train(manifest, config=None, output_dir="runs/latest", verbose=1):
     return TrainResult(run_dir, model, metrics)
 
 
-def _write_report(run_dir, model, source, batch_size):
+def _write_report(run_dir, model, source, batch_size, predictions):
     if source.splits is None:
         print(
             "No report: a prepared TFRecord folder keeps no image files to show; "
@@ -285,6 +293,7 @@ def _write_report(run_dir, model, source, batch_size):
         split=split,
         batch_size=batch_size,
         history_csv=history and history / HISTORY_FILE,
+        predictions=predictions[split],
     )
 
 

@@ -36,6 +36,7 @@ def write_report(
     max_mistakes=12,
     attention_samples=4,
     batch_size=32,
+    predictions=None,
 ):
     """Writes `run_dir/report/*.png` and one self-contained `run_dir/report.html`.
 
@@ -59,6 +60,9 @@ def write_report(
         max_mistakes: int. Confident mistakes shown in the gallery.
         attention_samples: int. Predictions whose attention is mapped.
         batch_size: int. Samples per prediction batch.
+        predictions: `(probabilities, targets)` of `records`, in their order, as
+            `predict_records` returns them (`train` passes the ones its metrics
+            came from); None predicts them here.
 
     Returns:
         The Path of `report.html`.
@@ -80,7 +84,14 @@ def write_report(
     figures.mkdir(parents=True, exist_ok=True)
     for old in figures.glob("*.png"):  # a previous report may have had more figures
         old.unlink()
-    probabilities, targets = predict_records(model, records, batch_size)
+    if predictions is None:
+        predictions = predict_records(model, records, batch_size)
+    probabilities, targets = (np.asarray(array) for array in predictions)
+    if len(probabilities) != len(records) or len(targets) != len(records):
+        raise ValueError(
+            f"predictions hold {len(probabilities)} rows for {len(records)} records of "
+            f"split {split!r}; pass the predictions of exactly these records, in order."
+        )
     truth = targets > 0.5
     if model.is_multi_label():
         predicted = probabilities >= np.asarray(model.get_layer(DEFAULT_HEAD).thresholds)

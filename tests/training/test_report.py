@@ -119,6 +119,23 @@ def test_every_figure_is_a_png_embedded_in_a_self_contained_page(trained_report)
     assert '<p id="figures-status"' in page and "naturalWidth" in page
 
 
+def test_the_report_shows_the_predictions_the_runs_metrics_came_from(trained_report):
+    # train() hands the report its test predictions instead of predicting them again.
+    test = json.loads((trained_report.parent / "metrics.json").read_text())["test"]
+    page = trained_report.read_text(encoding="utf-8")
+    for key in ("accuracy", "macro_f1", "weighted_f1"):
+        label = key.replace("_", " ")
+        assert f"<tr><th>{label}</th><td>{test[key]:.3f}</td>" in page
+
+
+def test_predictions_of_other_records_are_refused(tiny_manifest, tmp_path):
+    records = read_manifest(tiny_manifest)
+    model = untrained_model(records)
+    predictions = (np.full((3, 2), 0.5), np.eye(2)[[0, 1, 0]])
+    with pytest.raises(ValueError, match=r"3 rows for 24 records of split 'test'"):
+        write_report(tmp_path, model, records, predictions=predictions)
+
+
 def test_concat_fusion_says_why_attention_is_not_shown(tiny_manifest, tmp_path):
     records = read_manifest(tiny_manifest)
     model = untrained_model(records, fusion="concat")
