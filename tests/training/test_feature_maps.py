@@ -5,8 +5,13 @@ import numpy as np
 import pytest
 
 from multimodal_tf.models.classifier import MultimodalClassifier
+from multimodal_tf.training import fit
 from multimodal_tf.training.callbacks import AtomicBackupAndRestore, read_history
-from multimodal_tf.training.feature_maps import _cache_note, caches_feature_maps
+from multimodal_tf.training.feature_maps import (
+    _cache_note,
+    caches_feature_maps,
+    fit_second_stage,
+)
 from multimodal_tf.training.fit import train
 from tests.training.test_wide_training import _local_backbone_file, _wide_image_config
 
@@ -38,11 +43,26 @@ def _fit_once(model, batches, callbacks=(), cache_bytes=2**30, verbose=0):
     )
 
 
+def test_without_room_for_the_maps_the_model_itself_is_fit(
+    tiny_manifest, tiny_config, tmp_path, capsys
+):
+    # With room, the map model is fit: the killed-run test below checks that in train().
+    from tests.training.test_wide_training import _first_stage_setup
+
+    batches, build = _first_stage_setup(tiny_manifest, _config(tiny_config, tmp_path), tmp_path)
+    model = build()
+    history = _fit_once(model, batches, cache_bytes=0, verbose=1)
+    printed = capsys.readouterr().out
+    assert "feature maps (0 MB) do not fit in data.cache_decoded_images_mb (0 MB)" in printed
+    assert history.model is model  # the classifier itself, over the images
+
+
 @pytest.mark.slow
-def test_the_rest_of_the_training_runs_over_cached_maps_and_saves_the_classifier(
+def test_the_rest_of_the_training_runs_over_cached_maps_and_a_killed_run_resumes(
     tiny_manifest, tiny_config, tmp_path, capsys, monkeypatch
 ):
     from multimodal_tf.training import feature_maps, wide_first
+    from tests.helpers import interrupt_train_at
 
     def not_again(*args, **kwargs):
         raise AssertionError("the backbone ran over the images a second time")
@@ -59,58 +79,41 @@ def test_the_rest_of_the_training_runs_over_cached_maps_and_saves_the_classifier
     monkeypatch.setattr(feature_maps, "FeatureMapCache", CountedCache)
     config = _config(tiny_config, tmp_path)
     assert config.model.image_augmentation == "auto"  # off for the frozen backbone
-    result = train(tiny_manifest, config, tmp_path / "run", verbose=1)
+    restore = interrupt_train_at(monkeypatch, epoch=2)
+    with pytest.raises(RuntimeError, match="interrupted"):
+        train(tiny_manifest, config, tmp_path / "run", verbose=1)
     printed = capsys.readouterr().out
     assert "feature maps are computed once and cached for both stages" in printed
     assert "The rest of the training reads the feature maps cached in the first stage" in printed
     assert len(caches) == 1
-    # The checkpoint saved the classifier, images in, at the second stage's best epoch.
-    loaded = keras.saving.load_model(tmp_path / "run" / "model.keras")
-    assert isinstance(loaded, MultimodalClassifier) and "image" in loaded.input
-    history = read_history(tmp_path / "run" / "history.csv")
-    assert len(history["val_macro_f1"]) == 3
-    assert result.metrics["val"]["macro_f1"] == pytest.approx(
-        max(history["val_macro_f1"]), abs=1e-5
-    )
-
-
-def test_without_room_for_the_maps_the_model_itself_is_fit(
-    tiny_manifest, tiny_config, tmp_path, capsys
-):
-    from tests.training.test_wide_training import _first_stage_setup
-
-    batches, build = _first_stage_setup(tiny_manifest, _config(tiny_config, tmp_path), tmp_path)
-    fitted = {}
-    for cache_bytes in (0, 2**30):
-        model = build()
-        history = _fit_once(model, batches, cache_bytes=cache_bytes, verbose=1)
-        fitted[cache_bytes] = history.model is model
-    printed = capsys.readouterr().out
-    assert "feature maps (0 MB) do not fit in data.cache_decoded_images_mb (0 MB)" in printed
-    assert "computed once and cached" in printed
-    assert fitted == {0: True, 2**30: False}  # the classifier itself, then the map model
-
-
-@pytest.mark.slow
-def test_a_run_killed_over_cached_maps_resumes_from_the_classifiers_backup(
-    tiny_manifest, tiny_config, tmp_path, monkeypatch
-):
-    from tests.helpers import interrupt_train_at
-
-    config = _config(tiny_config, tmp_path)
-    restore = interrupt_train_at(monkeypatch, epoch=2)
-    with pytest.raises(RuntimeError, match="interrupted"):
-        train(tiny_manifest, config, tmp_path / "run", verbose=0)
     backup = tmp_path / "run" / "backup"
     assert AtomicBackupAndRestore.saved_epoch(backup) == 2
     # The backup is the classifier's: it loads into a model that takes images.
     weights = next(backup.glob("epoch-*.weights.h5"))
+
+    # The same command again resumes the second stage over maps cached anew.
     restore()
+    fitted = []
+
+    def recording(*args, **kwargs):
+        history = fit_second_stage(*args, **kwargs)
+        fitted.append(history.model)
+        return history
+
+    monkeypatch.setattr(fit, "fit_second_stage", recording)
     result = train(tiny_manifest, config, tmp_path / "run", verbose=0)
+    # With room for the maps, what was fit is the model over them, not the classifier.
+    assert len(fitted) == 1 and not isinstance(fitted[0], MultimodalClassifier)
     assert not backup.exists() and not weights.exists()
-    epochs = read_history(tmp_path / "run" / "history.csv")["epoch"]
-    assert epochs == [0, 1, 2]  # two epochs before the kill, one after it
+    history = read_history(tmp_path / "run" / "history.csv")
+    assert history["epoch"] == [0, 1, 2]  # two epochs before the kill, one after it
     assert "image" in result.model.input
+    # The checkpoint saved the classifier, images in, at the second stage's best epoch.
+    loaded = keras.saving.load_model(tmp_path / "run" / "model.keras")
+    assert isinstance(loaded, MultimodalClassifier) and "image" in loaded.input
+    assert result.metrics["val"]["macro_f1"] == pytest.approx(
+        max(history["val_macro_f1"]), abs=1e-5
+    )
 
 
 def test_only_a_frozen_backbone_without_augmentation_caches_its_maps(tmp_path):
