@@ -128,30 +128,7 @@ def _token_ids(batches):
     return batches.map(lambda features, labels: ({"token_ids": features["token_ids"]}, labels))
 
 
-def test_train_with_wide_epochs_saves_a_frozen_wide_path_and_its_log(
-    tiny_manifest, tiny_config, tmp_path
-):
-    result = train(tiny_manifest, _wide_config(tiny_config), tmp_path / "run", verbose=0)
-    assert (tmp_path / "run" / WIDE_HISTORY_FILE).is_file()
-    with warnings.catch_warnings():
-        # The frozen path is frozen again on load, so the optimizer state fits.
-        warnings.filterwarnings("error", message="Skipping variable loading")
-        loaded = keras.saving.load_model(tmp_path / "run" / "model.keras")
-    wide = loaded.get_layer("label_wide")
-    assert not wide.trainable and np.any(wide.kernel.numpy())
-    assert loaded.get_config()["frozen_layers"] == ["label_wide"]
-    np.testing.assert_allclose(
-        wide.kernel.numpy(), result.model.get_layer("label_wide").kernel.numpy()
-    )
-    # The verdict on the deep path is recorded (without drop_deep_if_worse it is not
-    # judged: test_a_second_stage_that_cannot_beat_the_first_stops_after_its_patience).
-    verdict = result.metrics["deep_path"]
-    assert set(verdict) == {"wide", "deep", "kept"} and verdict["kept"] == (
-        verdict["deep"] >= verdict["wide"]
-    )
-
-
-def test_a_resumed_run_keeps_the_wide_path_it_trained_first(
+def test_a_run_saves_a_frozen_wide_path_and_a_resumed_run_keeps_it(
     tiny_manifest, tiny_config, tmp_path, monkeypatch
 ):
     from multimodal_tf.training import wide_first
@@ -169,11 +146,25 @@ def test_a_resumed_run_keeps_the_wide_path_it_trained_first(
     restore()
     calls = []
     monkeypatch.setattr(wide_first, "fit_wide_first", lambda *a, **k: calls.append(1))
-    train(tiny_manifest, config, tmp_path / "run", verbose=0)
+    result = train(tiny_manifest, config, tmp_path / "run", verbose=0)
     assert not calls  # the backup holds the wide path: it is not trained again
     assert (tmp_path / "run" / WIDE_HISTORY_FILE).read_text() == first_log
-    wide = keras.saving.load_model(tmp_path / "run" / "model.keras").get_layer("label_wide")
+    with warnings.catch_warnings():
+        # The frozen path is frozen again on load, so the optimizer state fits.
+        warnings.filterwarnings("error", message="Skipping variable loading")
+        loaded = keras.saving.load_model(tmp_path / "run" / "model.keras")
+    wide = loaded.get_layer("label_wide")
     assert not wide.trainable and np.any(wide.kernel.numpy())
+    assert loaded.get_config()["frozen_layers"] == ["label_wide"]
+    np.testing.assert_allclose(
+        wide.kernel.numpy(), result.model.get_layer("label_wide").kernel.numpy()
+    )
+    # The verdict on the deep path is recorded (without drop_deep_if_worse it is not
+    # judged: test_a_second_stage_that_cannot_beat_the_first_stops_after_its_patience).
+    verdict = result.metrics["deep_path"]
+    assert set(verdict) == {"wide", "deep", "kept"} and verdict["kept"] == (
+        verdict["deep"] >= verdict["wide"]
+    )
 
 
 def test_the_wide_model_is_a_keras_model_that_saves(tmp_path):
