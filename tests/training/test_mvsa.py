@@ -13,9 +13,10 @@ from tests.conftest import MVSA_MANIFEST, requires_shared
 @requires_shared(MVSA_MANIFEST)
 def test_train_on_mvsa_single(tmp_path, capsys):
     config = tmp_path / "run.yaml"
-    # Two epochs of the deep path, and of the linear path trained first (its default
-    # runs 9-30 epochs of ~0.5 s each here): the path runs, the numbers are held-out.
-    config.write_text("training:\n  epochs: 2\n  wide_epochs: 2\n")
+    # Two epochs of the linear path trained first (its default runs 9-30 of ~0.5 s
+    # each here), then one of the rest (~12 s each here, after the first one's image
+    # decoding): the path runs, the numbers are held-out.
+    config.write_text("training:\n  epochs: 1\n  wide_epochs: 2\n")
     run = tmp_path / "run"
     code = main(
         [
@@ -35,6 +36,9 @@ def test_train_on_mvsa_single(tmp_path, capsys):
     assert metrics["num_train"] == 3611
     assert metrics["test"]["num_samples"] == 450 and metrics["val"]["num_samples"] == 450
     assert set(metrics["test"]["per_class"]) == {"negative", "neutral", "positive"}
-    # Two epochs must beat uniform guessing on the majority-heavy test split.
-    assert metrics["test"]["accuracy"] > 0.4
+    # Better than always answering the majority class (60% of the test split; its
+    # macro-F1 would be 0.25): 0.68 accuracy and 0.56 macro-F1 when this was written.
+    test = metrics["test"]
+    majority = max(row["support"] for row in test["per_class"].values()) / test["num_samples"]
+    assert test["accuracy"] > majority and test["macro_f1"] > 0.45
     assert "test: accuracy" in capsys.readouterr().out
