@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from multimodal_tf.errors import DataError
 from multimodal_tf.serving.export import export_saved_model
@@ -74,6 +75,27 @@ def test_versions_increase_and_are_never_overwritten(trained, tmp_path):
         export_saved_model(trained, tmp_path / "m", version=2)
     leftovers = [p.name for p in (tmp_path / "m").iterdir() if p.name.startswith(".")]
     assert leftovers == []
+
+
+def test_an_export_traces_the_serving_graph_once(trained, tmp_path, monkeypatch):
+    # Keras's archive and tf.saved_model.save would each trace it (export.py, _trace_once).
+    preprocessor_type = type(trained.preprocessor)
+    traced = []
+    call = preprocessor_type.call
+
+    def counting(self, *args, **kwargs):
+        traced.append(1)
+        return call(self, *args, **kwargs)
+
+    monkeypatch.setattr(preprocessor_type, "call", counting)
+    version_dir = export_saved_model(trained, tmp_path / "m")
+    assert len(traced) == 1
+    monkeypatch.undo()
+    served = tf.saved_model.load(str(version_dir))
+    out = served.signatures["serving_default"](
+        text=tf.constant(["hot 1"]), image=tf.constant([image_bytes((200, 20, 10))])
+    )
+    assert out["probabilities"].shape == (1, 2)
 
 
 POLLER = """
