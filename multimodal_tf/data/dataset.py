@@ -157,8 +157,15 @@ def make_prepared_dataset(
     shard_index=0,
     multi_label=False,
     text_only=False,
+    cache=False,
 ):
     """Like `make_dataset`, but streams a split written by `prepare` (sharded TFRecords).
+
+    With `cache=True`, as in `make_dataset`, the preprocessed samples are kept
+    in memory after the first pass (read in file order) and shuffled from
+    there: otherwise every epoch reads and decodes the shards again, and each
+    new iterator instantiates the preprocessing graph anew (~0.27 s an epoch
+    and split on 2 cores, more than a small split's whole pass).
 
     Args:
         meta: dict. From `read_prepared(folder)`.
@@ -173,6 +180,8 @@ def make_prepared_dataset(
         multi_label: bool. Labels are `|`-separated sets, looked up in the
             graph and reduced to multi-hot float vectors.
         text_only: bool. Features are `{"token_ids"}` only: images are not decoded.
+        cache: bool. Keep preprocessed samples in memory after the first epoch
+            (`decoded_cache_bytes` estimates the size).
 
     Example:
     >>> meta = read_prepared("data/prepared")  # doctest: +SKIP
@@ -205,9 +214,18 @@ def make_prepared_dataset(
             return {"text": sample["text"], "label": label}
         return {"text": sample["text"], "image": sample["image"], "label": label}
 
-    raw = raw_dataset(meta, split, shuffle, seed, num_shards, shard_index)
-    raw = raw.map(label_id, num_parallel_calls=AUTOTUNE)
-    return to_batches(raw, preprocessor, len(class_names), batch_size)
+    if not cache:
+        raw = raw_dataset(meta, split, shuffle, seed, num_shards, shard_index)
+        raw = raw.map(label_id, num_parallel_calls=AUTOTUNE)
+        return to_batches(raw, preprocessor, len(class_names), batch_size)
+    raw = raw_dataset(meta, split, num_shards=num_shards, shard_index=shard_index)
+    samples = raw.map(label_id, num_parallel_calls=AUTOTUNE)
+    samples = samples.map(_preparer(preprocessor, len(class_names)), num_parallel_calls=AUTOTUNE)
+    samples = samples.cache()
+    if shuffle:
+        size = meta["splits"][split]["num_samples"]
+        samples = samples.shuffle(size, seed=seed, reshuffle_each_iteration=True)
+    return from_memory(samples.batch(batch_size).prefetch(AUTOTUNE))
 
 
 def to_batches(raw, preprocessor, num_classes, batch_size):

@@ -22,8 +22,9 @@ class TrainingData:
         prepared: dict or None. `read_prepared` metadata for TFRecord data.
         summary: dict. Rows read, skipped and warned about (for metrics.json).
         multi_label: bool. Label cells hold `|`-separated labels (multi-hot targets).
-        cache_mb: int. A manifest split whose decoded samples fit in this many
-            MiB is cached in memory after its first pass (0: never).
+        cache_mb: int. A split (of a manifest or a prepared folder) whose decoded
+            samples fit in this many MiB is cached in memory after its first pass
+            (0: never).
         image_digests: dict. `{row: sha256 of the image bytes}` (manifests only).
     """
 
@@ -55,7 +56,12 @@ class TrainingData:
                 )
             sizes = {s: v["num_samples"] for s, v in prepared["splits"].items()}
             summary = {"prepared": str(path), "samples": sizes}
-            return cls(prepared=prepared, summary=summary, multi_label=multi_label)
+            return cls(
+                prepared=prepared,
+                summary=summary,
+                multi_label=multi_label,
+                cache_mb=data_config.cache_decoded_images_mb,
+            )
         report = validate_manifest(
             path,
             data_config.encoding,
@@ -148,6 +154,7 @@ class TrainingData:
                     "training.oversample works on manifests, not prepared TFRecords; use "
                     "training.class_weight: balanced instead."
                 )
+            size = self.prepared["splits"][split]["num_samples"]
             return make_prepared_dataset(
                 self.prepared,
                 split,
@@ -158,6 +165,7 @@ class TrainingData:
                 seed,
                 multi_label=self.multi_label,
                 text_only=text_only,
+                cache=decoded_cache_bytes(size, preprocessor, text_only) <= self.cache_mb * 2**20,
             )
         records = self.splits[split]
         if oversampled:

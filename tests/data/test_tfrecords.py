@@ -69,6 +69,49 @@ def test_training_on_the_prepared_folder_matches_the_manifest_setup(
     assert metrics["data"]["samples"] == {"train": 16, "val": 4, "test": 4}
 
 
+def test_a_cached_prepared_split_holds_the_streamed_samples_and_reshuffles(prepared):
+    from multimodal_tf.data.dataset import make_prepared_dataset
+    from multimodal_tf.models.preprocessor import MultimodalPreprocessor
+
+    preprocessor = MultimodalPreprocessor(sequence_length=6, image_size=(16, 16))
+    preprocessor.adapt(["sunny warm fire", "icy cold snow"], min_frequency=1)
+    names = ["cold", "warm"]
+
+    def rows(dataset):
+        """Each sample as bytes of its features and label, in the order read."""
+        out = []
+        for features, labels in dataset.as_numpy_iterator():
+            for index in range(len(labels)):
+                parts = [features[key][index].tobytes() for key in sorted(features)]
+                out.append(b"|".join(parts + [labels[index].tobytes()]))
+        return out
+
+    streamed = make_prepared_dataset(prepared, "train", preprocessor, names, batch_size=4)
+    cached = make_prepared_dataset(
+        prepared, "train", preprocessor, names, batch_size=4, shuffle=True, seed=1, cache=True
+    )
+    first, second = rows(cached), rows(cached)
+    assert sorted(first) == sorted(second) == sorted(rows(streamed))
+    assert len(first) == 16 and first != second  # every sample once, a new order each epoch
+    assert int(cached.cardinality()) == 4
+
+
+def test_training_on_a_prepared_folder_caches_the_splits_that_fit(prepared, tiny_config):
+    from multimodal_tf.data.source import TrainingData
+    from multimodal_tf.models.preprocessor import MultimodalPreprocessor
+
+    preprocessor = MultimodalPreprocessor(sequence_length=6, image_size=(16, 16))
+    preprocessor.adapt(["sunny warm fire", "icy cold snow"], min_frequency=1)
+    cached = {}
+    for budget in (0, 64):
+        tiny_config.data.cache_decoded_images_mb = budget
+        source = TrainingData.load(prepared["folder"], tiny_config.data, None, verbose=False)
+        dataset = source.dataset("train", preprocessor, ["cold", "warm"], 8, shuffle=True)
+        # `from_memory` turns tf.data's autotuning off for rows read from the cache.
+        cached[budget] = dataset.options().autotune.enabled is False
+    assert cached == {0: False, 64: True}
+
+
 def test_prepare_refuses_to_overwrite(prepared, tiny_manifest, capsys):
     code = main(["prepare", "--manifest", str(tiny_manifest), "--output", prepared["folder"]])
     assert code == 2 and "already holds a prepared dataset" in capsys.readouterr().err
