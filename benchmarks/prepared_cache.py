@@ -17,14 +17,13 @@ import os
 import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from small_runs import parse_args, small_config  # noqa: E402
+from small_runs import interleaved_runs, parse_args, small_config  # noqa: E402
 
 import multimodal_tf as mtf  # noqa: E402
 from multimodal_tf.cli import main as cli  # noqa: E402
@@ -37,25 +36,17 @@ def main():
     prepared = folder / "prepared"
     cli(["prepare", "--manifest", str(manifest), "--output", str(prepared)])
 
-    def config(budget=None):
-        values = small_config()
-        if budget is not None:
-            values.data.cache_decoded_images_mb = budget
-        return values
+    def streamed():
+        config = small_config()
+        config.data.cache_decoded_images_mb = 0
+        return prepared, config
 
     arms = {
-        "manifest": (manifest, config),
-        "prepared, cached": (prepared, config),
-        "prepared, streamed": (prepared, lambda: config(budget=0)),
+        "manifest": lambda: None,
+        "prepared, cached": lambda: (prepared, small_config()),
+        "prepared, streamed": streamed,
     }
-    mtf.train(manifest, config(), folder / "warm-up", verbose=0)  # imports, spaCy
-    seconds = {name: [] for name in arms}
-    for round_index in range(args.rounds):
-        for name, (source, make_config) in arms.items():
-            start = time.perf_counter()
-            mtf.train(source, make_config(), folder / f"{round_index}-{name}", verbose=0)
-            seconds[name].append(time.perf_counter() - start)
-            print(f"round {round_index}: {name}: train() {seconds[name][-1]:.2f} s", flush=True)
+    seconds = interleaved_runs(arms, args.rounds, args.samples, manifest=manifest)
     medians = {name: statistics.median(values) for name, values in seconds.items()}
     print(
         "medians: "

@@ -63,11 +63,8 @@ def make_dataset(
         samples = read_records(records, class_names, shuffle, seed, multi_label, text_only)
         return to_batches(samples, preprocessor, num_classes, batch_size)
     samples = read_records(records, class_names, multi_label=multi_label, text_only=text_only)
-    samples = samples.map(_preparer(preprocessor, num_classes), num_parallel_calls=AUTOTUNE)
-    samples = samples.cache()
-    if shuffle:
-        samples = samples.shuffle(len(records), seed=seed, reshuffle_each_iteration=True)
-    return from_memory(samples.batch(batch_size).prefetch(AUTOTUNE))
+    shuffle_size = len(records) if shuffle else None
+    return cached_batches(samples, preprocessor, num_classes, batch_size, shuffle_size, seed)
 
 
 def from_memory(dataset):
@@ -219,13 +216,9 @@ def make_prepared_dataset(
         raw = raw.map(label_id, num_parallel_calls=AUTOTUNE)
         return to_batches(raw, preprocessor, len(class_names), batch_size)
     raw = raw_dataset(meta, split, num_shards=num_shards, shard_index=shard_index)
-    samples = raw.map(label_id, num_parallel_calls=AUTOTUNE)
-    samples = samples.map(_preparer(preprocessor, len(class_names)), num_parallel_calls=AUTOTUNE)
-    samples = samples.cache()
-    if shuffle:
-        size = meta["splits"][split]["num_samples"]
-        samples = samples.shuffle(size, seed=seed, reshuffle_each_iteration=True)
-    return from_memory(samples.batch(batch_size).prefetch(AUTOTUNE))
+    raw = raw.map(label_id, num_parallel_calls=AUTOTUNE)
+    shuffle_size = meta["splits"][split]["num_samples"] if shuffle else None
+    return cached_batches(raw, preprocessor, len(class_names), batch_size, shuffle_size, seed)
 
 
 def to_batches(raw, preprocessor, num_classes, batch_size):
@@ -235,6 +228,24 @@ def to_batches(raw, preprocessor, num_classes, batch_size):
     """
     prepare = _preparer(preprocessor, num_classes)
     return raw.map(prepare, num_parallel_calls=AUTOTUNE).batch(batch_size).prefetch(AUTOTUNE)
+
+
+def cached_batches(raw, preprocessor, num_classes, batch_size, shuffle_size=None, seed=None):
+    """Like `to_batches`, but preprocessed once: kept in memory after the first pass.
+
+    Args:
+        raw: tf.data.Dataset of `{"text", "image" (bytes)[, "label"]}` samples.
+        preprocessor: `MultimodalPreprocessor`.
+        num_classes: int. Class ids become one-hot vectors this long.
+        batch_size: int. Samples per batch.
+        shuffle_size: int or None. Reshuffle the cached samples every epoch
+            (the split's size, for a full shuffle); None keeps their order.
+        seed: int or None. Shuffle seed.
+    """
+    samples = raw.map(_preparer(preprocessor, num_classes), num_parallel_calls=AUTOTUNE).cache()
+    if shuffle_size:
+        samples = samples.shuffle(shuffle_size, seed=seed, reshuffle_each_iteration=True)
+    return from_memory(samples.batch(batch_size).prefetch(AUTOTUNE))
 
 
 def shared_preprocess(preprocessor):

@@ -155,6 +155,7 @@ class TrainingData:
                     "training.class_weight: balanced instead."
                 )
             size = self.prepared["splits"][split]["num_samples"]
+            cache = decoded_cache_bytes(size, preprocessor, text_only) <= self.cache_mb * 2**20
             return make_prepared_dataset(
                 self.prepared,
                 split,
@@ -165,12 +166,12 @@ class TrainingData:
                 seed,
                 multi_label=self.multi_label,
                 text_only=text_only,
-                cache=decoded_cache_bytes(size, preprocessor, text_only) <= self.cache_mb * 2**20,
+                cache=cache,
             )
         records = self.splits[split]
         if oversampled:
             records = oversample(records, seed=seed)
-        limit = self.cache_mb * 2**20
+        cache = decoded_cache_bytes(len(records), preprocessor, text_only) <= self.cache_mb * 2**20
         return make_dataset(
             records,
             preprocessor,
@@ -179,7 +180,7 @@ class TrainingData:
             shuffle,
             seed,
             multi_label=self.multi_label,
-            cache=decoded_cache_bytes(len(records), preprocessor, text_only) <= limit,
+            cache=cache,
             text_only=text_only,
         )
 

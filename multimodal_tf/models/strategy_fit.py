@@ -18,16 +18,10 @@ def _dataset_element_spec(iterator):
     Keras's TF epoch iterator turns any input (a tf.data.Dataset, NumPy arrays or
     tensors, a generator) into one dataset before the first step, with
     `class_weight`'s sample weights in it; its spec is read without reading a
-    batch. An iterator without that dataset (another Keras) returns None and Keras
-    builds as it always does.
+    batch. An iterator without that dataset returns None and Keras builds as it
+    always does.
     """
-    dataset = getattr(iterator, "_distributed_dataset", None)
-    if dataset is None:
-        adapter = getattr(iterator, "data_adapter", None)
-        if type(adapter).__name__ != "TFDatasetAdapter":
-            return None
-        dataset = adapter.get_tf_dataset()
-    return getattr(dataset, "element_spec", None)
+    return getattr(getattr(iterator, "_distributed_dataset", None), "element_spec", None)
 
 
 class StrategyAwareFit:

@@ -2,11 +2,11 @@
 
 import html
 import math
-from pathlib import Path
 
 import keras
 import numpy as np
 
+from multimodal_tf.data.dataset import read_records
 from multimodal_tf.layers.fusion import FUSIONS, Fusion
 
 #: The layer whose outputs are the token sequences (and masks) the fusion reads.
@@ -241,17 +241,10 @@ def attention_figures(model, records, titles, figures_dir):
         A list of `(file name, caption HTML)`, one per record; the caption
         holds the title, the words shaded by weight and any notes.
     """
-    # The few rows run through the preprocessor eagerly: a dataset would trace it
-    # first, which took longer than the whole batch (0.2-0.4 s against 0.02 s).
-    features = model.preprocessor(
-        {
-            "text": np.array([record.text for record in records], dtype=object),
-            "image": np.array(
-                [Path(record.image).read_bytes() if record.image else b"" for record in records],
-                dtype=object,
-            ),
-        }
-    )
+    # The rows are read as every dataset reads them, then preprocessed eagerly: a
+    # dataset would trace the preprocessor first, which took longer than the whole
+    # batch (0.2-0.4 s against 0.02 s).
+    features = model.preprocessor(next(iter(read_records(records).batch(len(records)))))
     figures = []
     samples = sample_attention(model, features)
     for number, (record, title, sample) in enumerate(zip(records, titles, samples, strict=True)):

@@ -22,6 +22,15 @@ def prepared(tiny_manifest, tmp_path):
     return read_prepared(output)
 
 
+@pytest.fixture
+def preprocessor():
+    from multimodal_tf.models.preprocessor import MultimodalPreprocessor
+
+    preprocessor = MultimodalPreprocessor(sequence_length=6, image_size=(16, 16))
+    preprocessor.adapt(["sunny warm fire", "icy cold snow"], min_frequency=1)
+    return preprocessor
+
+
 def ids(dataset):
     return sorted(sample["id"].decode() for sample in dataset.as_numpy_iterator())
 
@@ -69,12 +78,9 @@ def test_training_on_the_prepared_folder_matches_the_manifest_setup(
     assert metrics["data"]["samples"] == {"train": 16, "val": 4, "test": 4}
 
 
-def test_a_cached_prepared_split_holds_the_streamed_samples_and_reshuffles(prepared):
+def test_a_cached_prepared_split_holds_the_streamed_samples_and_reshuffles(prepared, preprocessor):
     from multimodal_tf.data.dataset import make_prepared_dataset
-    from multimodal_tf.models.preprocessor import MultimodalPreprocessor
 
-    preprocessor = MultimodalPreprocessor(sequence_length=6, image_size=(16, 16))
-    preprocessor.adapt(["sunny warm fire", "icy cold snow"], min_frequency=1)
     names = ["cold", "warm"]
 
     def rows(dataset):
@@ -96,12 +102,11 @@ def test_a_cached_prepared_split_holds_the_streamed_samples_and_reshuffles(prepa
     assert int(cached.cardinality()) == 4
 
 
-def test_training_on_a_prepared_folder_caches_the_splits_that_fit(prepared, tiny_config):
+def test_training_on_a_prepared_folder_caches_the_splits_that_fit(
+    prepared, preprocessor, tiny_config
+):
     from multimodal_tf.data.source import TrainingData
-    from multimodal_tf.models.preprocessor import MultimodalPreprocessor
 
-    preprocessor = MultimodalPreprocessor(sequence_length=6, image_size=(16, 16))
-    preprocessor.adapt(["sunny warm fire", "icy cold snow"], min_frequency=1)
     cached = {}
     for budget in (0, 64):
         tiny_config.data.cache_decoded_images_mb = budget
@@ -117,12 +122,9 @@ def test_prepare_refuses_to_overwrite(prepared, tiny_manifest, capsys):
     assert code == 2 and "already holds a prepared dataset" in capsys.readouterr().err
 
 
-def test_text_only_prepared_batches_carry_token_ids_and_labels(prepared):
+def test_text_only_prepared_batches_carry_token_ids_and_labels(prepared, preprocessor):
     from multimodal_tf.data.dataset import make_prepared_dataset
-    from multimodal_tf.models.preprocessor import MultimodalPreprocessor
 
-    preprocessor = MultimodalPreprocessor(sequence_length=6, image_size=(16, 16))
-    preprocessor.adapt(["sunny warm fire", "icy cold snow"], min_frequency=1)
     names = ["cold", "warm"]
     full = make_prepared_dataset(prepared, "train", preprocessor, names, batch_size=32)
     text = make_prepared_dataset(
