@@ -43,8 +43,13 @@ def feature_lists(config, texts):
     return [[feature.decode("utf-8") for feature in row] for row in rows]
 
 
-def cross_validate(rows, labels, class_names, c, folds):
-    """Out-of-fold predictions of LR(C=c) over word and character TF-IDF groups."""
+def fit_predict(train_rows, train_labels, held_rows, c, dense=None, class_weight=None):
+    """LR(C=c) over word and character TF-IDF groups of `train_rows`; labels of `held_rows`.
+
+    `dense`, if given, is a pair of arrays (training rows, held-out rows) of
+    more features appended to the TF-IDF groups as they are (e.g. an image's
+    standardized pooled features). `class_weight` is scikit-learn's.
+    """
     import scipy.sparse as sparse
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
@@ -52,15 +57,31 @@ def cross_validate(rows, labels, class_names, c, folds):
     def group(chars):
         return lambda row: [f for f in row if f.startswith(CHAR_PREFIX) == chars]
 
+    vectorizers = [
+        TfidfVectorizer(analyzer=group(chars), lowercase=False) for chars in (False, True)
+    ]
+    x_train = [v.fit_transform(train_rows) for v in vectorizers]
+    x_held = [v.transform(held_rows) for v in vectorizers]
+    if dense is not None:
+        x_train.append(sparse.csr_matrix(dense[0]))
+        x_held.append(sparse.csr_matrix(dense[1]))
+    model = LogisticRegression(C=c, max_iter=3000, class_weight=class_weight)
+    model.fit(sparse.hstack(x_train).tocsr(), train_labels)
+    return model.predict(sparse.hstack(x_held).tocsr())
+
+
+def cross_validate(rows, labels, class_names, c, folds, dense=None, class_weight=None):
+    """Out-of-fold predictions of `fit_predict`, scored; `dense`: one array for all rows."""
     predicted = np.zeros_like(labels)
     for train, held_out in folds:
-        vectorizers = [
-            TfidfVectorizer(analyzer=group(chars), lowercase=False) for chars in (False, True)
-        ]
-        x_train = sparse.hstack([v.fit_transform([rows[i] for i in train]) for v in vectorizers])
-        x_held = sparse.hstack([v.transform([rows[i] for i in held_out]) for v in vectorizers])
-        model = LogisticRegression(C=c, max_iter=3000).fit(x_train.tocsr(), labels[train])
-        predicted[held_out] = model.predict(x_held.tocsr())
+        predicted[held_out] = fit_predict(
+            [rows[i] for i in train],
+            labels[train],
+            [rows[i] for i in held_out],
+            c,
+            None if dense is None else (dense[train], dense[held_out]),
+            class_weight,
+        )
     return classification_metrics(labels, predicted, class_names)
 
 
