@@ -9,7 +9,8 @@ same official split (selection on `val` only; only the selected model of each ru
   image        the default config, `modalities: [image]`
   fused        the default config
   pretrained   the default config with a MobileNetV2 backbone from a local file
-               (`--backbone-weights`, alpha 0.35, 128x128 images)
+               (`--backbone-weights`, alpha 0.35, `--backbone-image-size`
+               square images, 128 by default)
 
 Prints accuracy, macro-F1 and weighted-F1 (mean +- sample std over `--seeds`) and train
 wall time per model, then what the seeds' spread leaves out: how far each seed-mean could
@@ -101,7 +102,7 @@ def baseline_rows(manifest, seeds):
     return rows, predictions, np.array(y_test)
 
 
-def model_rows(manifest, config, name, seeds, output, backbone, reuse=False):
+def model_rows(manifest, config, name, seeds, output, backbone, reuse=False, image_size=128):
     """multimodal_tf's `train()` with the default config changed only as `name` says.
 
     Returns `(rows, [test predictions per seed], test labels)`: the selected model's
@@ -120,7 +121,7 @@ def model_rows(manifest, config, name, seeds, output, backbone, reuse=False):
     elif name == "pretrained":
         if not Path(backbone).is_file():
             raise SystemExit(f"--backbone-weights {backbone} not found")
-        config.data.image_size = (128, 128)
+        config.data.image_size = (image_size, image_size)
         config.model.image_encoder = "mobilenet_v2"
         config.model.image_weights = str(backbone)
         config.model.backbone_alpha = 0.35
@@ -237,6 +238,12 @@ def main():
         help="Sets training.ensemble: each multimodal_tf result averages this many seeds.",
     )
     parser.add_argument("--backbone-weights", default=str(BACKBONE))
+    parser.add_argument(
+        "--backbone-image-size",
+        type=int,
+        default=128,
+        help="data.image_size (square) of the pretrained model.",
+    )
     parser.add_argument("--output", default="benchmarks/results")
     parser.add_argument("--name", default="mvsa", help="Result files: accuracy_<name>.md/.csv.")
     parser.add_argument(
@@ -263,7 +270,14 @@ def main():
             predictions.update(variants)
         else:
             found, predictions[name], y_test = model_rows(
-                args.data, config, name, seeds, args.output, args.backbone_weights, args.reuse_runs
+                args.data,
+                config,
+                name,
+                seeds,
+                args.output,
+                args.backbone_weights,
+                args.reuse_runs,
+                args.backbone_image_size,
             )
         rows += found
     summary = summarize(rows)
