@@ -3,6 +3,8 @@
 import keras
 from keras import ops
 
+from multimodal_tf.models.lazy_adamw import LazyAdamW
+
 #: The output name of a single-task model (a multi-task model names its heads).
 DEFAULT_HEAD = "label"
 
@@ -62,7 +64,9 @@ class ClassificationTask:
         in any Keras model.
 
         Args:
-            optimizer: "auto" (AdamW) or any Keras optimizer.
+            optimizer: "auto" (`LazyAdamW`: AdamW whose sparse gradients, an
+                embedding table's, update only the rows they name) or any
+                Keras optimizer.
             loss: "auto" (categorical or binary cross-entropy per head) or any Keras loss.
             metrics: "auto" (accuracy, macro-F1) or Keras metrics.
             learning_rate: float. Used by the "auto" optimizer.
@@ -71,7 +75,7 @@ class ClassificationTask:
             **kwargs: passed to `keras.Model.compile`.
         """
         if optimizer == "auto":
-            optimizer = keras.optimizers.AdamW(learning_rate, weight_decay=weight_decay)
+            optimizer = LazyAdamW(learning_rate, weight_decay=weight_decay)
         if loss == "auto":
             loss = self.default_loss(label_smoothing)
         if metrics == "auto":
