@@ -30,27 +30,32 @@ import time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
-from lexicon_cv import cross_validate, fit_predict  # noqa: E402
+from lexicon_cv import cross_validate, feature_strings, fit_predict  # noqa: E402
 
 from multimodal_tf.config import RunConfig  # noqa: E402
 from multimodal_tf.data.balance import class_weights  # noqa: E402
+from multimodal_tf.data.dataset import read_records  # noqa: E402
 from multimodal_tf.data.manifest import read_manifest, split_records  # noqa: E402
 from multimodal_tf.layers.preprocessing.image_decoder import ImageDecoder  # noqa: E402
 from multimodal_tf.models.backbone_image_encoder import BackboneImageEncoder  # noqa: E402
+from multimodal_tf.models.wide_image_logits import WideImageLogits  # noqa: E402
 from multimodal_tf.training.metrics import classification_metrics  # noqa: E402
 from multimodal_tf.training.run_model import adapted_preprocessor  # noqa: E402
 
 SPLITS = ("train", "val", "test")
 
 
-def pooled_features(encoder, paths, size, batch_size=64):
-    """The frozen encoder's pooled feature map of each image file, at `size` x `size`."""
+def pooled_features(encoder, records, size, batch_size=64):
+    """The frozen encoder's pooled feature map of each record's image, at `size` x `size`.
+
+    The images are read as every dataset reads them (`read_records`) and decoded
+    by the layer the preprocessor decodes with (`ImageDecoder`).
+    """
     decoder = ImageDecoder((size, size))
     images = (
-        tf.data.Dataset.from_tensor_slices(paths)
-        .map(lambda path: decoder.decode_one(tf.io.read_file(path)), num_parallel_calls=2)
+        read_records(records)
         .batch(batch_size)
+        .map(lambda sample: decoder(sample["image"]), num_parallel_calls=2)
         .prefetch(1)
     )
     pooled = [
@@ -60,10 +65,11 @@ def pooled_features(encoder, paths, size, batch_size=64):
     return np.concatenate(pooled)
 
 
-def standardized(features, train_rows, epsilon=1e-3):
-    """`WideImageLogits`' scaling: the training rows' mean and variance, then / sqrt(width)."""
-    mean, variance = features[train_rows].mean(0), features[train_rows].var(0)
-    return (features - mean) / np.sqrt(variance + epsilon) / np.sqrt(features.shape[1])
+def standardized(features, train_rows):
+    """The features as `WideImageLogits` reads them, its statistics set on the training rows."""
+    layer = WideImageLogits(num_classes=1)
+    layer.adapt([features[train_rows]])
+    return np.asarray(layer.standardize(features))
 
 
 def main():
@@ -88,16 +94,13 @@ def main():
     splits = split_records(read_manifest(args.data))
     class_names = sorted({record.label for record in splits["train"]})
     preprocessor = adapted_preprocessor(RunConfig(), [r.text for r in splits["train"]])
-    rows, labels, indices, paths, start = {}, {}, {}, [], 0
+    rows, labels, indices, ordered, start = {}, {}, {}, [], 0
     for split in SPLITS:
         records = splits[split]
-        texts = tf.constant([record.text for record in records])
-        rows[split] = [
-            [f.decode("utf-8") for f in row] for row in preprocessor.features(texts).to_list()
-        ]
+        rows[split] = feature_strings(preprocessor, [record.text for record in records])
         labels[split] = np.array([class_names.index(record.label) for record in records])
         indices[split] = np.arange(start, start + len(records))
-        paths += [record.image for record in records]
+        ordered += records
         start += len(records)
     power = {"none": 0.0, "sqrt": 0.5, "balanced": 1.0}[args.class_weight]
     weights = class_weights([r.label for r in splits["train"]], class_names, power)
@@ -116,9 +119,9 @@ def main():
                     args.architecture, backbone_weights=args.weights, alpha=args.alpha
                 )
             began = time.perf_counter()
-            dense = standardized(pooled_features(encoder, paths, int(size)), indices["train"])
+            dense = standardized(pooled_features(encoder, ordered, int(size)), indices["train"])
             print(
-                f"({size} px: {dense.shape[1]} pooled features of {len(paths)} images "
+                f"({size} px: {dense.shape[1]} pooled features of {len(ordered)} images "
                 f"in {time.perf_counter() - began:.1f} s)",
                 flush=True,
             )

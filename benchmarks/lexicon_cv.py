@@ -38,7 +38,11 @@ from multimodal_tf.training.run_model import adapted_preprocessor  # noqa: E402
 
 def feature_lists(config, texts):
     """Each text's feature strings, from the run config's preprocessor adapted on `texts`."""
-    preprocessor = adapted_preprocessor(config, texts)
+    return feature_strings(adapted_preprocessor(config, texts), texts)
+
+
+def feature_strings(preprocessor, texts):
+    """Each text's feature strings (words, valence tokens, n-grams) from `preprocessor`."""
     rows = preprocessor.features(tf.constant(texts)).to_list()
     return [[feature.decode("utf-8") for feature in row] for row in rows]
 

@@ -211,12 +211,11 @@ def make_prepared_dataset(
             return {"text": sample["text"], "label": label}
         return {"text": sample["text"], "image": sample["image"], "label": label}
 
-    if not cache:
-        raw = raw_dataset(meta, split, shuffle, seed, num_shards, shard_index)
-        raw = raw.map(label_id, num_parallel_calls=AUTOTUNE)
-        return to_batches(raw, preprocessor, len(class_names), batch_size)
-    raw = raw_dataset(meta, split, num_shards=num_shards, shard_index=shard_index)
+    # A cached split is read once, in file order, and shuffled from memory.
+    raw = raw_dataset(meta, split, shuffle and not cache, seed, num_shards, shard_index)
     raw = raw.map(label_id, num_parallel_calls=AUTOTUNE)
+    if not cache:
+        return to_batches(raw, preprocessor, len(class_names), batch_size)
     shuffle_size = meta["splits"][split]["num_samples"] if shuffle else None
     return cached_batches(raw, preprocessor, len(class_names), batch_size, shuffle_size, seed)
 

@@ -148,14 +148,13 @@ class TrainingData:
         oversampled=False,
         text_only=False,
     ):
+        fits = {"preprocessor": preprocessor, "text_only": text_only}
         if self.prepared is not None:
             if oversampled:
                 raise ConfigError(
                     "training.oversample works on manifests, not prepared TFRecords; use "
                     "training.class_weight: balanced instead."
                 )
-            size = self.prepared["splits"][split]["num_samples"]
-            cache = decoded_cache_bytes(size, preprocessor, text_only) <= self.cache_mb * 2**20
             return make_prepared_dataset(
                 self.prepared,
                 split,
@@ -166,12 +165,11 @@ class TrainingData:
                 seed,
                 multi_label=self.multi_label,
                 text_only=text_only,
-                cache=cache,
+                cache=self._fits_cache(self.prepared["splits"][split]["num_samples"], **fits),
             )
         records = self.splits[split]
         if oversampled:
             records = oversample(records, seed=seed)
-        cache = decoded_cache_bytes(len(records), preprocessor, text_only) <= self.cache_mb * 2**20
         return make_dataset(
             records,
             preprocessor,
@@ -180,9 +178,13 @@ class TrainingData:
             shuffle,
             seed,
             multi_label=self.multi_label,
-            cache=cache,
+            cache=self._fits_cache(len(records), **fits),
             text_only=text_only,
         )
+
+    def _fits_cache(self, num_samples, preprocessor, text_only):
+        # Either source's split is cached when its decoded samples fit `cache_mb`.
+        return decoded_cache_bytes(num_samples, preprocessor, text_only) <= self.cache_mb * 2**20
 
 
 def prepare_tfrecords(manifest, output_dir, data_config, num_shards=8, verbose=True):

@@ -65,11 +65,8 @@ class LazyAdamW(keras.optimizers.AdamW):
         self.assign(momentum, tf.IndexedSlices(m, rows))
         self.assign(velocity, tf.IndexedSlices(v, rows))
         change = m * alpha / (tf.sqrt(v) + self.epsilon)
-        if self.weight_decay and self._use_weight_decay_for_rows(variable):
-            decay = tf.cast(self.weight_decay, dtype) * tf.cast(self.learning_rate, dtype)
+        # AdamW's own decay (its exclusions apply), at the rate this step already read.
+        if self.weight_decay and super()._use_weight_decay(variable):
+            decay = tf.cast(self.weight_decay, dtype) * learning_rate
             change += tf.gather(variable, rows) * decay
         self.assign_sub(variable, tf.IndexedSlices(change, rows))
-
-    def _use_weight_decay_for_rows(self, variable):
-        # AdamW's exclusions (`exclude_from_weight_decay`), without the sparse skip above.
-        return super()._use_weight_decay(variable)

@@ -68,10 +68,15 @@ class WideImageLogits(keras.layers.Layer):
         self.bias = self.add_weight(shape=(self.num_classes,), initializer="zeros", name="bias")
         self.built = True
 
-    def call(self, features, present=None):
+    def standardize(self, features):
+        """The features the linear model reads: centred, divided by
+        `sqrt(variance + epsilon) * sqrt(width)` (see the class docstring)."""
         features = ops.cast(features, self.compute_dtype)
         scale = ops.sqrt(self.variance + self.epsilon) * math.sqrt(features.shape[-1])
-        logits = ops.matmul((features - self.mean) / scale, self.kernel) + self.bias
+        return (features - self.mean) / scale
+
+    def call(self, features, present=None):
+        logits = ops.matmul(self.standardize(features), self.kernel) + self.bias
         if present is not None:
             logits = logits * ops.expand_dims(ops.cast(present, logits.dtype), -1)
         return logits
