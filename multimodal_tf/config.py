@@ -93,6 +93,10 @@ class TrainingConfig:
     # With model.wide: >0 trains the linear path alone first (at most this many
     # epochs, best val epoch kept), then freezes it and trains the rest.
     wide_epochs: int = 30
+    # >0: that stage's weights are averaged as it trains (an exponential moving average
+    # over about this many epochs of steps; Polyak averaging): its val curve stops
+    # jumping from epoch to epoch and the kept epoch is the average (docs/defaults.md).
+    wide_ema_epochs: float = 4.0
     # After both stages, the rest of the model is dropped (its logits zeroed) if its best
     # val macro-F1 is below the wide path's alone (docs/experiments.md, "Session 12").
     drop_deep_if_worse: bool = True

@@ -109,6 +109,11 @@ def train(manifest, config=None, output_dir="runs/latest", verbose=1):
             f"training.wide_epochs must be 0 (train the wide path with the rest) or more "
             f"(train it first, for at most that many epochs); got {training.wide_epochs}."
         )
+    if training.wide_ema_epochs < 0:
+        raise ConfigError(
+            f"training.wide_ema_epochs must be 0 (no averaging of the wide path's weights) "
+            f"or more (average them over about that many epochs); got {training.wide_ema_epochs}."
+        )
     run_dir = Path(output_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     resuming = (run_dir / BACKUP_DIR).is_dir() or any(run_dir.glob(f"members/*/{BACKUP_DIR}"))

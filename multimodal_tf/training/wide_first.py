@@ -44,8 +44,9 @@ def train_wide_path(
 
     Args:
         model: `MultimodalClassifier`.
-        training: `TrainingConfig`. `wide_epochs`, `early_stopping_patience`,
-            `learning_rate` and `label_smoothing` are read.
+        training: `TrainingConfig`. `wide_epochs`, `wide_ema_epochs`,
+            `early_stopping_patience`, `learning_rate` and `label_smoothing`
+            are read.
         batches: callable taking `text_only` and returning `(train, val)`
             tf.data.Datasets; called only when the path trains, with
             `text_only=True` (token ids are enough) unless the path also
@@ -87,6 +88,7 @@ def train_wide_path(
         learning_rate=training.learning_rate,
         label_smoothing=training.label_smoothing,
         class_weight=class_weight,
+        ema_epochs=training.wide_ema_epochs,
         log_file=None if folder is None else Path(folder) / WIDE_HISTORY_FILE,
         verbose=verbose,
         batch_size=batch_size,
@@ -110,6 +112,7 @@ def fit_wide_first(
     learning_rate,
     label_smoothing=0.0,
     class_weight=None,
+    ema_epochs=0.0,
     log_file=None,
     monitor=MONITOR,
     verbose=1,
@@ -122,9 +125,16 @@ def fit_wide_first(
     The linear path trains with Adam at a constant `learning_rate` and no
     weight decay (its L2 is `model.wide_l2`), on the model's own loss and
     metrics, and stops `patience` epochs after its best `monitor` value; the
-    weights of that epoch are kept. Its `WideTextLogits` layers are then
-    non-trainable, so compile `model` afterwards: its next `fit` trains the
-    deep path around the fixed linear one.
+    weights of that epoch are kept. With `ema_epochs`, Adam keeps an
+    exponential moving average of the weights (`use_ema`, momentum
+    `1 - 1 / (ema_epochs * steps per epoch)`), validation reads the average
+    (`keras.callbacks.SwapEMAWeights`) and the kept epoch's average is what
+    stays: Polyak averaging, which on MVSA-Single cut the val curve's
+    epoch-to-epoch jumps 2-5x (docs/experiments.md, "Session 24"). It needs
+    `train_batches` of known length; without it the weights are not averaged.
+    The `WideTextLogits` layers are then non-trainable, so compile `model`
+    afterwards: its next `fit` trains the deep path around the fixed linear
+    one.
 
     With `model.wide_image`, the frozen image encoder's pooled features do
     not change from epoch to epoch: given `batch_size`, if both datasets'
@@ -152,6 +162,8 @@ def fit_wide_first(
         learning_rate: float. Adam's learning rate.
         label_smoothing: float. For the model's default loss.
         class_weight: dict or None. Keras `class_weight`.
+        ema_epochs: float. Average the weights over about this many epochs
+            of steps; 0: keep the last step's weights of each epoch.
         log_file: str, Path or None. A CSV log of the linear path's epochs.
         monitor: str. The validation metric that picks the epoch.
         verbose: int. Keras `fit` verbosity.
@@ -180,8 +192,11 @@ def fit_wide_first(
     linear = model.wide_model(pooled_features=pooled)
     if model.wide_image:
         adapt_wide_image(model, train_batches, pooled=pooled)
+    momentum = ema_momentum(ema_epochs, train_batches)
+    if verbose and ema_epochs and not momentum:
+        print("The wide path's weights are not averaged: its training batches' number is unknown.")
     linear.compile(
-        keras.optimizers.Adam(learning_rate),
+        keras.optimizers.Adam(learning_rate, use_ema=bool(momentum), ema_momentum=momentum or 0.99),
         model.default_loss(label_smoothing),
         metrics=model.default_metrics(),
     )
@@ -189,6 +204,10 @@ def fit_wide_first(
         monitor=monitor, mode="max", patience=patience, restore_best_weights=True
     )
     callbacks = [stopping]
+    if momentum:
+        # Swapped in before validation and kept in through `stopping`, which then
+        # saves (and at the end restores) the averaged weights of its best epoch.
+        callbacks.insert(0, keras.callbacks.SwapEMAWeights(swap_on_epoch=True))
     if log_file is not None:
         callbacks.insert(0, keras.callbacks.CSVLogger(str(log_file)))
     history = linear.fit(
@@ -203,6 +222,21 @@ def fit_wide_first(
     freeze_wide(model)
     best = stopping.best_epoch
     return {"epoch": best + 1, **{k: float(v[best]) for k, v in history.history.items()}}
+
+
+def ema_momentum(ema_epochs, train_batches):
+    """Adam's `ema_momentum` for an average over about `ema_epochs` epochs, or None.
+
+    None when `ema_epochs` is 0 or the number of `train_batches` is unknown.
+
+    Example:
+    >>> ema_momentum(4, tf.data.Dataset.range(100).batch(1))
+    0.9975
+    """
+    steps = int(train_batches.cardinality())
+    if not ema_epochs or steps <= 0:
+        return None
+    return 1.0 - 1.0 / max(ema_epochs * steps, 1.0)
 
 
 def _first_stage_batches(model, train_batches, val_batches, batch_size, cache_bytes, shared):

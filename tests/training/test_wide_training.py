@@ -42,6 +42,23 @@ def test_negative_wide_epochs_is_a_config_error(tiny_manifest, tiny_config, tmp_
     assert not (tmp_path / "run").exists()
 
 
+def test_negative_wide_ema_epochs_is_a_config_error(tiny_manifest, tiny_config, tmp_path):
+    tiny_config.training.wide_ema_epochs = -2
+    with pytest.raises(ConfigError, match=r"wide_ema_epochs must be 0 .* got -2"):
+        train(tiny_manifest, tiny_config, tmp_path / "run", verbose=0)
+
+
+def test_the_wide_paths_average_spans_its_epochs_in_steps_and_needs_a_known_length():
+    import tensorflow as tf
+
+    from multimodal_tf.training.wide_first import ema_momentum
+
+    hundred_steps = tf.data.Dataset.range(400).batch(4)
+    assert ema_momentum(4, hundred_steps) == pytest.approx(1 - 1 / 400)
+    assert ema_momentum(0, hundred_steps) is None
+    assert ema_momentum(4, hundred_steps.filter(lambda x: True)) is None  # unknown length
+
+
 def test_wide_c_is_logistic_regressions_c_on_the_training_rows(tiny_config):
     from multimodal_tf.models.preprocessor import MultimodalPreprocessor
     from multimodal_tf.models.wide_text_logits import wide_l2_for
@@ -71,8 +88,9 @@ def _wide_config(config, wide_epochs=6):
     return config
 
 
+@pytest.mark.parametrize("ema_epochs", [0.0, 2.0])
 def test_fit_wide_first_keeps_its_best_epoch_and_the_deep_fit_leaves_it_alone(
-    tiny_manifest, tiny_config, tmp_path
+    tiny_manifest, tiny_config, tmp_path, ema_epochs
 ):
     config = _wide_config(tiny_config)
     batches, build = _first_stage_setup(tiny_manifest, config, tmp_path)
@@ -85,6 +103,7 @@ def test_fit_wide_first_keeps_its_best_epoch_and_the_deep_fit_leaves_it_alone(
         epochs=6,
         patience=2,
         learning_rate=0.01,
+        ema_epochs=ema_epochs,
         log_file=tmp_path / "wide.csv",
         verbose=0,
     )
@@ -94,11 +113,13 @@ def test_fit_wide_first_keeps_its_best_epoch_and_the_deep_fit_leaves_it_alone(
     assert best["epoch"] == scores.index(max(scores)) + 1
     wide = model.get_layer("label_wide")
     assert not wide.trainable and np.any(wide.kernel.numpy())
-    # The kept weights are the best epoch's: the linear model scores that again.
+    # The kept weights are the best epoch's (with `ema_epochs`, the average that
+    # validation read, not the last step's): the linear model scores that again.
     linear = model.wide_model()
     linear.compile(loss=model.default_loss(), metrics=model.default_metrics())
     again = linear.evaluate(_token_ids(batches("val")), return_dict=True, verbose=0)
     assert again["macro_f1"] == pytest.approx(best["val_macro_f1"], abs=1e-5)
+    assert again["loss"] == pytest.approx(float(rows[best["epoch"] - 1]["val_loss"]), rel=1e-4)
 
     kernel = wide.kernel.numpy().copy()
     deep = [v.numpy().copy() for v in model.trainable_weights]
