@@ -177,7 +177,10 @@ ATTENTION_NOTE = (
 WIDE_NOTE = (
     "This model's wide path (a linear model over the TF-IDF bag of n-grams) was trained "
     "alone first (training.wide_epochs), kept at its best validation epoch and frozen; the "
-    "rest of the model was then trained on top of it. Both stages' curves are shown."
+    "rest of the model was then trained on top of it. Both stages' curves are shown. With "
+    "training.wide_ema_epochs above 0 (the default), the first stage's validation curve "
+    "scores the moving average of its weights, which is what was kept, and its training "
+    "curve the weights of each step."
 )
 
 
