@@ -95,7 +95,8 @@ class TrainingConfig:
     wide_epochs: int = 30
     # >0: that stage's weights are averaged as it trains (an exponential moving average
     # over about this many epochs of steps; Polyak averaging): its val curve stops
-    # jumping from epoch to epoch and the kept epoch is the average (docs/defaults.md).
+    # jumping from epoch to epoch and the kept epoch's weights are that average
+    # (docs/defaults.md).
     wide_ema_epochs: float = 4.0
     # After both stages, the rest of the model is dropped (its logits zeroed) if its best
     # val macro-F1 is below the wide path's alone (docs/experiments.md, "Session 12").

@@ -129,8 +129,8 @@ def fit_wide_first(
     exponential moving average of the weights (`use_ema`, momentum
     `1 - 1 / (ema_epochs * steps per epoch)`), validation reads the average
     (`keras.callbacks.SwapEMAWeights`) and the kept epoch's average is what
-    stays: Polyak averaging, which on MVSA-Single cut the val curve's
-    epoch-to-epoch jumps 2-5x (docs/experiments.md, "Session 24"). It needs
+    stays: Polyak averaging, which on MVSA-Single made the val curve's
+    epoch-to-epoch jumps 1.6-4x smaller (docs/experiments.md, "Session 24"). It needs
     `train_batches` of known length; without it the weights are not averaged.
     The `WideTextLogits` layers are then non-trainable, so compile `model`
     afterwards: its next `fit` trains the deep path around the fixed linear
@@ -227,7 +227,17 @@ def fit_wide_first(
 def ema_momentum(ema_epochs, train_batches):
     """Adam's `ema_momentum` for an average over about `ema_epochs` epochs, or None.
 
-    None when `ema_epochs` is 0 or the number of `train_batches` is unknown.
+    The moving average forgets a step's weights by a factor e over about
+    `ema_epochs * steps per epoch` steps, whatever the dataset's size.
+
+    Args:
+        ema_epochs: float. The average's horizon in epochs; 0: no average.
+        train_batches: tf.data.Dataset. One epoch of training batches; its
+            cardinality is the number of steps per epoch.
+
+    Returns:
+        float, or None when `ema_epochs` is 0 or the number of
+        `train_batches` is unknown (then the weights are not averaged).
 
     Example:
     >>> ema_momentum(4, tf.data.Dataset.range(100).batch(1))
