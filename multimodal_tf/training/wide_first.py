@@ -76,9 +76,15 @@ def train_wide_path(
         over = "the text"
         if model.wide_image:
             over += " and the backbone's pooled image features"
+        averaged = ""
+        if training.wide_ema_epochs:
+            averaged = (
+                f", its weights averaged over about {training.wide_ema_epochs:g} epochs "
+                "(training.wide_ema_epochs)"
+            )
         print(
             f"Training the wide path (a linear model over {over}) alone first, for at "
-            f"most {training.wide_epochs} epochs (training.wide_epochs)."
+            f"most {training.wide_epochs} epochs (training.wide_epochs){averaged}."
         )
     best = fit_wide_first(
         model,

@@ -237,6 +237,7 @@ def test_with_backbone_weights_the_wide_path_reads_pooled_image_features_and_ser
     result = train(tiny_manifest, config, tmp_path / "run", verbose=1)
     printed = capsys.readouterr().out
     assert "over the text and the backbone's pooled image features" in printed
+    assert "its weights averaged over about 4 epochs (training.wide_ema_epochs)" in printed
     # With augmentation off (auto), one backbone pass gives both stages what they read.
     assert "feature maps are computed once and cached for both stages" in printed
     model = result.model
