@@ -33,14 +33,16 @@ import numpy as np  # noqa: E402
 from lexicon_cv import cross_validate, feature_strings, fit_predict  # noqa: E402
 
 from multimodal_tf.config import RunConfig  # noqa: E402
-from multimodal_tf.data.balance import class_weights  # noqa: E402
 from multimodal_tf.data.dataset import read_records  # noqa: E402
 from multimodal_tf.data.manifest import read_manifest, split_records  # noqa: E402
 from multimodal_tf.layers.preprocessing.image_decoder import ImageDecoder  # noqa: E402
 from multimodal_tf.models.backbone_image_encoder import BackboneImageEncoder  # noqa: E402
 from multimodal_tf.models.wide_image_logits import WideImageLogits  # noqa: E402
 from multimodal_tf.training.metrics import classification_metrics  # noqa: E402
-from multimodal_tf.training.run_model import adapted_preprocessor  # noqa: E402
+from multimodal_tf.training.run_model import (  # noqa: E402
+    adapted_preprocessor,
+    run_class_weights,
+)
 
 SPLITS = ("train", "val", "test")
 
@@ -93,7 +95,9 @@ def main():
 
     splits = split_records(read_manifest(args.data))
     class_names = sorted({record.label for record in splits["train"]})
-    preprocessor = adapted_preprocessor(RunConfig(), [r.text for r in splits["train"]])
+    config = RunConfig()
+    config.training.class_weight = args.class_weight
+    preprocessor = adapted_preprocessor(config, [r.text for r in splits["train"]])
     rows, labels, indices, ordered, start = {}, {}, {}, [], 0
     for split in SPLITS:
         records = splits[split]
@@ -102,9 +106,7 @@ def main():
         indices[split] = np.arange(start, start + len(records))
         ordered += records
         start += len(records)
-    power = {"none": 0.0, "sqrt": 0.5, "balanced": 1.0}[args.class_weight]
-    weights = class_weights([r.label for r in splits["train"]], class_names, power)
-    weights = None if args.class_weight == "none" else weights
+    weights = run_class_weights(config, [r.label for r in splits["train"]], class_names)
     encoder = None
     print(
         f"| size | C | CV fold seed {' | CV fold seed '.join(args.fold_seeds.split(','))} "

@@ -148,7 +148,6 @@ class TrainingData:
         oversampled=False,
         text_only=False,
     ):
-        fits = {"preprocessor": preprocessor, "text_only": text_only}
         if self.prepared is not None:
             if oversampled:
                 raise ConfigError(
@@ -165,7 +164,9 @@ class TrainingData:
                 seed,
                 multi_label=self.multi_label,
                 text_only=text_only,
-                cache=self._fits_cache(self.prepared["splits"][split]["num_samples"], **fits),
+                cache=self._fits_cache(
+                    self.prepared["splits"][split]["num_samples"], preprocessor, text_only
+                ),
             )
         records = self.splits[split]
         if oversampled:
@@ -178,7 +179,7 @@ class TrainingData:
             shuffle,
             seed,
             multi_label=self.multi_label,
-            cache=self._fits_cache(len(records), **fits),
+            cache=self._fits_cache(len(records), preprocessor, text_only),
             text_only=text_only,
         )
 

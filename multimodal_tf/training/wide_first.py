@@ -76,15 +76,9 @@ def train_wide_path(
         over = "the text"
         if model.wide_image:
             over += " and the backbone's pooled image features"
-        averaged = ""
-        if training.wide_ema_epochs:
-            averaged = (
-                f", its weights averaged over about {training.wide_ema_epochs:g} epochs "
-                "(training.wide_ema_epochs)"
-            )
         print(
             f"Training the wide path (a linear model over {over}) alone first, for at "
-            f"most {training.wide_epochs} epochs (training.wide_epochs){averaged}."
+            f"most {training.wide_epochs} epochs (training.wide_epochs)."
         )
     best = fit_wide_first(
         model,
@@ -199,7 +193,12 @@ def fit_wide_first(
     if model.wide_image:
         adapt_wide_image(model, train_batches, pooled=pooled)
     momentum = ema_momentum(ema_epochs, train_batches)
-    if verbose and ema_epochs and not momentum:
+    if verbose and momentum:
+        print(
+            f"The wide path has its weights averaged over about {ema_epochs:g} epochs "
+            "(training.wide_ema_epochs); validation scores the average."
+        )
+    elif verbose and ema_epochs:
         print("The wide path's weights are not averaged: its training batches' number is unknown.")
     linear.compile(
         keras.optimizers.Adam(learning_rate, use_ema=bool(momentum), ema_momentum=momentum or 0.99),
