@@ -244,10 +244,16 @@ def ema_momentum(ema_epochs, train_batches):
         float, or None when `ema_epochs` is 0 or the number of
         `train_batches` is unknown (then the weights are not averaged).
 
+    Raises:
+        ValueError: `ema_epochs` is negative (`tune()` and direct callers of
+            `fit_wide_first` reach here; `train()` rejects it earlier).
+
     Example:
     >>> ema_momentum(4, tf.data.Dataset.range(100).batch(1))
     0.9975
     """
+    if ema_epochs < 0:
+        raise ValueError(f"ema_epochs must be 0 (no average) or more; got {ema_epochs}.")
     steps = int(train_batches.cardinality())
     if not ema_epochs or steps <= 0:
         return None

@@ -57,6 +57,8 @@ def test_the_wide_paths_average_spans_its_epochs_in_steps_and_needs_a_known_leng
     assert ema_momentum(4, hundred_steps) == pytest.approx(1 - 1 / 400)
     assert ema_momentum(0, hundred_steps) is None
     assert ema_momentum(4, hundred_steps.filter(lambda x: True)) is None  # unknown length
+    with pytest.raises(ValueError, match="ema_epochs must be 0 .* got -1"):
+        ema_momentum(-1, hundred_steps)
 
 
 def test_wide_c_is_logistic_regressions_c_on_the_training_rows(tiny_config):
