@@ -61,6 +61,20 @@ def tfidf_vectorizers():
     ]
 
 
+def best_on_val(fit, x_val, y_val, class_names, grid=(0.25, 0.5, 1, 2, 4, 8, 16, 32, 64)):
+    """`(model, C)`: `fit(C)` for each C of `grid`, the model with the best val macro-F1.
+
+    The baseline's C is chosen on val only; the first of equal scores is kept.
+    """
+    best = None
+    for c in grid:
+        model = fit(c)
+        score = classification_metrics(y_val, model.predict(x_val), class_names)["macro_f1"]
+        if best is None or score > best[0]:
+            best = (score, c, model)
+    return best[2], best[1]
+
+
 def baseline_rows(manifest, seeds):
     """TF-IDF + logistic regression, plain and balanced: one result per seed each.
 
@@ -82,22 +96,20 @@ def baseline_rows(manifest, seeds):
     for variant, class_weight in (("tfidf+lr", None), ("tfidf+lr balanced", "balanced")):
         for seed in seeds:
             started = time.perf_counter()
-            best = None
-            for c in (0.25, 0.5, 1, 2, 4, 8, 16, 32, 64):  # chosen on val only
-                model = make_pipeline(
+
+            def fit(c, class_weight=class_weight, seed=seed):
+                return make_pipeline(
                     make_union(*tfidf_vectorizers()),
                     LogisticRegression(
                         C=c, class_weight=class_weight, max_iter=3000, random_state=seed
                     ),
-                )
-                model.fit(x_train, y_train)
-                val = classification_metrics(y_val, model.predict(x_val), class_names)
-                if best is None or val["macro_f1"] > best[0]:
-                    best = (val["macro_f1"], c, model)
+                ).fit(x_train, y_train)
+
+            model, c = best_on_val(fit, x_val, y_val, class_names)
             seconds = time.perf_counter() - started
-            predicted = best[2].predict(x_test)
+            predicted = model.predict(x_test)
             test = classification_metrics(y_test, predicted, class_names)
-            rows.append(_row(variant, seed, test, seconds, C=best[1]))
+            rows.append(_row(variant, seed, test, seconds, C=c))
             predictions.setdefault(variant, []).append(predicted)
     return rows, predictions, np.array(y_test)
 

@@ -30,7 +30,7 @@ import time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
-from lexicon_cv import cross_validate, feature_strings, fit_predict  # noqa: E402
+from lexicon_cv import cross_validate, feature_strings, figures, fit_predict  # noqa: E402
 
 from multimodal_tf.config import RunConfig  # noqa: E402
 from multimodal_tf.data.dataset import read_records  # noqa: E402
@@ -50,21 +50,29 @@ SPLITS = ("train", "val", "test")
 def pooled_features(encoder, records, size, batch_size=64):
     """The frozen encoder's pooled feature map of each record's image, at `size` x `size`.
 
-    The images are read as every dataset reads them (`read_records`) and decoded
-    by the layer the preprocessor decodes with (`ImageDecoder`).
+    The images are decoded as `decoded_batches` decodes them.
     """
-    decoder = ImageDecoder((size, size))
-    images = (
-        read_records(records)
-        .batch(batch_size)
-        .map(lambda sample: decoder(sample["image"]), num_parallel_calls=2)
-        .prefetch(1)
-    )
     pooled = [
-        np.asarray(encoder.pool_feature_map(encoder.feature_map(batch, training=False)))
-        for batch in images
+        np.asarray(encoder.pool_feature_map(encoder.feature_map(batch["pixels"], training=False)))
+        for batch in decoded_batches(records, size, batch_size)
     ]
     return np.concatenate(pooled)
+
+
+def decoded_batches(records, size, batch_size=64):
+    """Batches of the records' samples with `"pixels"`: each image decoded at `size` x `size`.
+
+    The files are read as every dataset reads them (`read_records`; `"image"`
+    keeps the encoded bytes) and decoded by the layer the preprocessor decodes
+    with (`ImageDecoder`), once each.
+    """
+    decoder = ImageDecoder((size, size))
+    return (
+        read_records(records)
+        .batch(batch_size)
+        .map(lambda sample: {**sample, "pixels": decoder(sample["image"])}, num_parallel_calls=2)
+        .prefetch(1)
+    )
 
 
 def standardized(features, train_rows):
@@ -148,10 +156,7 @@ def main():
                     weights,
                 )
                 cells.append(classification_metrics(labels[split], predicted, class_names))
-            text = " | ".join(
-                f"{m['accuracy']:.3f} / {m['macro_f1']:.3f} / {m['weighted_f1']:.3f}" for m in cells
-            )
-            print(f"| {size} | {c:g} | {text} |", flush=True)
+            print(f"| {size} | {c:g} | {' | '.join(map(figures, cells))} |", flush=True)
 
 
 if __name__ == "__main__":

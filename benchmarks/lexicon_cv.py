@@ -36,6 +36,11 @@ from multimodal_tf.training.metrics import classification_metrics  # noqa: E402
 from multimodal_tf.training.run_model import adapted_preprocessor  # noqa: E402
 
 
+def figures(metrics):
+    """`accuracy / macro-F1 / weighted-F1` of a `classification_metrics` result, 3 decimals."""
+    return "{accuracy:.3f} / {macro_f1:.3f} / {weighted_f1:.3f}".format(**metrics)
+
+
 def feature_lists(config, texts):
     """Each text's feature strings, from the run config's preprocessor adapted on `texts`."""
     return feature_strings(adapted_preprocessor(config, texts), texts)
@@ -132,7 +137,7 @@ def main():
             cells = []
             for value in values:
                 m = cross_validate(features[value], labels, class_names, c, folds)
-                cells.append(f"{m['accuracy']:.3f} / {m['macro_f1']:.3f} / {m['weighted_f1']:.3f}")
+                cells.append(figures(m))
             print(f"| {fold_seed} | {c:g} | {cells[0]} | {cells[1]} |", flush=True)
 
 
