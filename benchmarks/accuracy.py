@@ -7,10 +7,11 @@ same official split (selection on `val` only; only the selected model of each ru
                plain and class-balanced; C chosen on val macro-F1
   text         the default config, `modalities: [text]`
   image        the default config, `modalities: [image]`
-  fused        the default config
-  pretrained   the default config with a MobileNetV2 backbone from a local file
-               (`--backbone-weights`, alpha 0.35, `--backbone-image-size`
-               square images, 128 by default)
+  fused        the default config (a frozen ImageNet MobileNetV2 0.35 backbone whose
+               weights come from the Keras cache, as a user's run finds them: install
+               them first with `multimodal-tf weights install`)
+  conv         the default config with the scratch `conv` image encoder on 64x64
+               images (the no-weights model)
 
 Prints accuracy, macro-F1 and weighted-F1 (mean +- sample std over `--seeds`) and train
 wall time per model, then what the seeds' spread leaves out: how far each seed-mean could
@@ -21,7 +22,7 @@ Writes `<output>/accuracy_<name>.md` and `.csv`. Needs the
 
     .venv/bin/pip install -e ".[bench]"
     .venv/bin/python benchmarks/accuracy.py --data ../shared/data/mvsa_single/manifest.csv \\
-        --seeds 3 [--models baseline,text,image,fused,pretrained] [--config FILE] \\
+        --seeds 3 [--models baseline,text,image,fused,conv] [--config FILE] \\
         [--ensemble 3] [--reuse-runs]
 """
 
@@ -44,11 +45,8 @@ from multimodal_tf.training.metrics import (  # noqa: E402
     classification_metrics,
 )
 
-MODELS = ("baseline", "text", "image", "fused", "pretrained")
+MODELS = ("baseline", "text", "image", "fused", "conv")
 METRICS = ("accuracy", "macro_f1", "weighted_f1")
-BACKBONE = Path(__file__).resolve().parents[2] / (
-    "shared/weights/mobilenet_v2_0.35_224_no_top_imagenet_tm.weights.h5"
-)
 
 
 def tfidf_vectorizers():
@@ -114,7 +112,7 @@ def baseline_rows(manifest, seeds):
     return rows, predictions, np.array(y_test)
 
 
-def model_rows(manifest, config, name, seeds, output, backbone, reuse=False, image_size=128):
+def model_rows(manifest, config, name, seeds, output, reuse=False):
     """multimodal_tf's `train()` with the default config changed only as `name` says.
 
     Returns `(rows, [test predictions per seed], test labels)`: the selected model's
@@ -130,13 +128,10 @@ def model_rows(manifest, config, name, seeds, output, backbone, reuse=False, ima
     elif name == "image":
         config.model.modalities = ("image",)
         config.model.wide = False  # a wide path reads text, which image-only has not
-    elif name == "pretrained":
-        if not Path(backbone).is_file():
-            raise SystemExit(f"--backbone-weights {backbone} not found")
-        config.data.image_size = (image_size, image_size)
-        config.model.image_encoder = "mobilenet_v2"
-        config.model.image_weights = str(backbone)
-        config.model.backbone_alpha = 0.35
+    elif name == "conv":
+        config.data.image_size = (64, 64)
+        config.model.image_encoder = "conv"
+        config.model.image_weights = ""
     test_records = split_records(read_manifest(manifest))["test"]
     rows, predictions = [], []
     for seed in seeds:
@@ -249,13 +244,6 @@ def main():
         type=int,
         help="Sets training.ensemble: each multimodal_tf result averages this many seeds.",
     )
-    parser.add_argument("--backbone-weights", default=str(BACKBONE))
-    parser.add_argument(
-        "--backbone-image-size",
-        type=int,
-        default=128,
-        help="data.image_size (square) of the pretrained model.",
-    )
     parser.add_argument("--output", default="benchmarks/results")
     parser.add_argument("--name", default="mvsa", help="Result files: accuracy_<name>.md/.csv.")
     parser.add_argument(
@@ -287,9 +275,7 @@ def main():
                 name,
                 seeds,
                 args.output,
-                args.backbone_weights,
                 args.reuse_runs,
-                args.backbone_image_size,
             )
         rows += found
     summary = summarize(rows)

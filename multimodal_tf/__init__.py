@@ -22,6 +22,7 @@ _EXPORTS = {
     "RunConfig": "multimodal_tf.config",
     "load_config": "multimodal_tf.config",
     "make_dataset": "multimodal_tf.data.dataset",
+    "demo_config": "multimodal_tf.data.demo",
     "make_demo_dataset": "multimodal_tf.data.demo",
     "split_labels": "multimodal_tf.data.labels",
     "Record": "multimodal_tf.data.manifest",

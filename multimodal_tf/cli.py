@@ -7,7 +7,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from multimodal_tf.config import DataConfig
+from multimodal_tf.config import DataConfig, ModelConfig
 from multimodal_tf.data.commands import demo_data_command, prepare_command, validate_command
 from multimodal_tf.errors import MultimodalTFError
 from multimodal_tf.serving.commands import export_command, serving_config_command
@@ -245,6 +245,47 @@ def _build_parser():
         help="Rows may leave text or image empty (not both); the model gets an empty string.",
     )
     predict.set_defaults(handler=_predict)
+
+    weights = commands.add_parser(
+        "weights",
+        help="Install or list the pretrained backbone weights a run finds offline.",
+        description="image_weights: imagenet loads the file keras.applications uses, from the "
+        "Keras cache ($KERAS_HOME/models, by default ~/.keras/models), downloading it once "
+        "where the network allows. 'install' puts a file you have there, so a machine "
+        "without network needs no download; 'list' shows what is there.",
+    )
+    actions = weights.add_subparsers(dest="action", required=True, metavar="ACTION")
+    install = actions.add_parser(
+        "install",
+        help="Check a weights file against its backbone and put it in the Keras cache.",
+        description="Check that FILE holds the backbone without its top (a mismatch names "
+        "the layer and the shapes), convert a Keras 3 .weights.h5 file to the layout Keras "
+        "downloads, and write it under Keras' name in the Keras cache.",
+    )
+    install.add_argument("file", metavar="FILE", help="A .h5 or .weights.h5 weights file.")
+    install.add_argument(
+        "--backbone",
+        default=ModelConfig.image_encoder,
+        help=f"Architecture, as model.image_encoder (default: {ModelConfig.image_encoder}).",
+    )
+    install.add_argument(
+        "--alpha",
+        type=float,
+        default=ModelConfig.backbone_alpha,
+        help=f"MobileNet width, as model.backbone_alpha (default: {ModelConfig.backbone_alpha:g}).",
+    )
+    install.add_argument(
+        "--overwrite", action="store_true", help="Replace an installed file with other weights."
+    )
+    install.set_defaults(handler=_weights_install)
+    listing = actions.add_parser(
+        "list",
+        help="Show the installed weights and what a config needs.",
+        description="List the ImageNet files in the Keras cache and say whether the file "
+        "the default config (or --config) needs is there.",
+    )
+    listing.add_argument("--config", help="A run config (default: the defaults).")
+    listing.set_defaults(handler=_weights_list)
     return parser
 
 
@@ -357,6 +398,53 @@ def _predict(args):
     if "accuracy" in summary:
         line += f" (accuracy against the manifest's labels: {summary['accuracy']:.4f})"
     print(line)
+    return 0
+
+
+def _weights_install(args):
+    from multimodal_tf.models.backbone_weights import install_weights
+
+    path, status = install_weights(args.file, args.backbone, args.alpha, args.overwrite)
+    print(f"{status}: {path}")
+    print("A run with image_weights: imagenet and this backbone now loads it, with no download.")
+    return 0
+
+
+def _weights_list(args):
+    from multimodal_tf.config import load_config
+    from multimodal_tf.models.backbone_weights import (
+        imagenet_weights_file,
+        installed_weights,
+        keras_cache_dir,
+    )
+    from multimodal_tf.training.run_model import image_weights_for
+
+    print(f"Keras cache: {keras_cache_dir()}")
+    installed = [spec for spec, present in installed_weights() if present]
+    for spec in installed:
+        size = spec.path.stat().st_size / 2**20
+        print(f"  {spec.describe():28s} {spec.file_name} ({size:.1f} MB)")
+    if not installed:
+        print("  (no ImageNet backbone files)")
+    model = load_config(args.config).model
+    which = f"the config {args.config}" if args.config else "the default config"
+    weights = image_weights_for(model)
+    if weights is None:
+        print(f"{which} needs no backbone weights.")
+    elif weights != "imagenet":
+        state = "present" if Path(weights).is_file() else "MISSING"
+        print(f"{which} loads its own file: {weights} ({state})")
+    else:
+        spec = imagenet_weights_file(model.image_encoder, model.backbone_alpha)
+        state = "installed" if spec.path.is_file() else "not installed"
+        print(f"{which} needs {spec.describe()}: {spec.path} ({state})")
+        if not spec.path.is_file():
+            print(
+                f"  A run downloads it from {spec.url}; without network, install a copy with "
+                f"`multimodal-tf weights install FILE --backbone {model.image_encoder}"
+                + (f" --alpha {spec.alpha:g}" if "mobilenet" in model.image_encoder else "")
+                + "`."
+            )
     return 0
 
 

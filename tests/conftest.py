@@ -1,8 +1,12 @@
 """Shared fixtures: seeding, tiny datasets written to tmp_path, ../shared detection."""
 
+import atexit
 import csv
 import io
 import os
+import shutil
+import socket
+import tempfile
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -18,6 +22,14 @@ if _WORKERS > 1:
     os.environ.setdefault("TF_NUM_INTRAOP_THREADS", _SHARE)
     os.environ.setdefault("TF_NUM_INTEROP_THREADS", _SHARE)
 
+# Tests never read or fill the user's Keras cache, and never download: Keras reads
+# KERAS_HOME when it is imported, and the package when it looks for ImageNet weights, so an
+# empty folder of this process's own is set first (test subprocesses inherit it); the
+# `imagenet_cache` fixture fills it from ../shared/weights.
+_KERAS_HOME = tempfile.mkdtemp(prefix="keras-home-")
+os.environ["KERAS_HOME"] = _KERAS_HOME
+atexit.register(shutil.rmtree, _KERAS_HOME, ignore_errors=True)
+
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
@@ -26,6 +38,39 @@ from PIL import Image  # noqa: E402
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("MULTIMODAL_TF_SHARED", PROJECT_ROOT.parent / "shared"))
 MVSA_MANIFEST = SHARED / "data" / "mvsa_single" / "manifest.csv"
+MOBILENET_FILE = SHARED / "weights" / "mobilenet_v2_0.35_224_no_top_imagenet_tm.weights.h5"
+
+
+def _refuse_the_internet(connect):
+    """`socket.connect` for tests: loopback and Unix sockets only."""
+
+    def guarded(self, address):
+        host = address[0] if isinstance(address, tuple) else None
+        if host is not None and not (str(host).startswith("127.") or host in ("::1", "localhost")):
+            raise OSError(f"tests never reach the internet (connect to {address!r} refused)")
+        return connect(self, address)
+
+    return guarded
+
+
+socket.socket.connect = _refuse_the_internet(socket.socket.connect)
+
+
+@pytest.fixture(scope="session")
+def imagenet_cache():
+    """The Keras cache of this test process with the default backbone's ImageNet file in it.
+
+    `multimodal-tf weights install` of ../shared's MobileNetV2 0.35, as a user
+    without network would do it; skips where ../shared is absent.
+    """
+    if not MOBILENET_FILE.is_file():
+        pytest.skip(
+            f"needs {MOBILENET_FILE} (../shared is not present in a user's clone; CI has it)"
+        )
+    from multimodal_tf.models.backbone_weights import install_weights
+
+    path, _ = install_weights(MOBILENET_FILE, "mobilenet_v2", 0.35)
+    return path
 
 
 @pytest.fixture(autouse=True)
@@ -93,6 +138,8 @@ def make_tiny_config():
 
     config = RunConfig()
     config.data.image_size = (16, 16)
+    config.model.image_encoder = "conv"  # trained from scratch: no weights file
+    config.model.image_weights = ""
     config.data.sequence_length = 6
     config.data.min_frequency = 1
     config.data.batch_size = 8

@@ -149,27 +149,36 @@ def run_failing(argv, capsys):
 
 def test_missing_image_file(tiny_manifest, tiny_config, tmp_path, capsys):
     (tiny_manifest.parent / "images" / "5.png").unlink()
+    config = write_config(tmp_path, tiny_config)
     err = run_failing(
-        ["train", "--manifest", str(tiny_manifest), "--output", str(tmp_path / "r")], capsys
+        ["train", "--manifest", str(tiny_manifest), "--config", str(config)]
+        + ["--output", str(tmp_path / "r")],
+        capsys,
     )
     assert "manifest.csv row 6 (id 'r5'), field 'image': file not found:" in err
     assert "5.png" in err
 
 
-def test_undecodable_image(tiny_manifest, tmp_path, capsys):
+def test_undecodable_image(tiny_manifest, tiny_config, tmp_path, capsys):
     (tiny_manifest.parent / "images" / "7.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    config = write_config(tmp_path, tiny_config)
     err = run_failing(
-        ["train", "--manifest", str(tiny_manifest), "--output", str(tmp_path / "r")], capsys
+        ["train", "--manifest", str(tiny_manifest), "--config", str(config)]
+        + ["--output", str(tmp_path / "r")],
+        capsys,
     )
     assert "manifest.csv row 8 (id 'r7'), field 'image': PNG header cannot be read" in err
     assert "7.png" in err
 
 
-def test_manifest_without_a_required_column(tmp_path, capsys):
+def test_manifest_without_a_required_column(tmp_path, tiny_config, capsys):
     manifest = tmp_path / "m.csv"
     manifest.write_text("id,text,picture,label\n1,hi,a.png,x\n")
+    config = write_config(tmp_path, tiny_config)
     err = run_failing(
-        ["train", "--manifest", str(manifest), "--output", str(tmp_path / "r")], capsys
+        ["train", "--manifest", str(manifest), "--config", str(config)]
+        + ["--output", str(tmp_path / "r")],
+        capsys,
     )
     assert "m.csv: missing required column(s) 'image'" in err
 

@@ -2,8 +2,8 @@
 
 import pytest
 
-from multimodal_tf.config import RunConfig
-from multimodal_tf.data.demo import make_demo_dataset
+from multimodal_tf.config import load_config
+from multimodal_tf.data.demo import demo_config, make_demo_dataset
 from multimodal_tf.training.fit import train
 
 
@@ -33,7 +33,9 @@ def test_demo_data_is_balanced_and_reproducible(tmp_path):
     ids=["fused", "text-only", "image-only"],
 )
 def test_only_the_fused_model_solves_the_demo(demo_manifest, tmp_path, modalities, low, high):
-    config = RunConfig()
+    # What `make demo` trains with: the config written next to the manifest.
+    config = load_config(demo_manifest.parent / "config.yaml")
+    assert config == demo_config()
     config.model.modalities = modalities
     # The fused model is best by epoch 5 or so; a modality alone never gets anywhere,
     # so a shorter patience ends those runs early without changing the verdict.

@@ -12,7 +12,7 @@ def demo_data_command(args):
     from multimodal_tf.data.demo import make_demo_dataset
 
     manifest = make_demo_dataset(args.output, num_samples=args.num_samples, seed=args.seed)
-    print(f"wrote {manifest}")
+    print(f"wrote {manifest} and {manifest.parent / 'config.yaml'} (train with --config it)")
     return 0
 
 

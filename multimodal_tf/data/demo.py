@@ -17,6 +17,8 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFilter
 
+from multimodal_tf.config import RunConfig, save_config
+
 COLOURS = {
     "red": (215, 45, 40),
     "green": (45, 165, 65),
@@ -50,7 +52,8 @@ def make_demo_dataset(output_dir, num_samples=2000, image_size=64, seed=0):
         seed: int. Same seed, same files.
 
     Returns:
-        Path of the written `manifest.csv`.
+        Path of the written `manifest.csv`. Beside it, `config.yaml` holds
+        `demo_config()`, the run config to train on it with.
 
     Example:
     >>> manifest = make_demo_dataset("data/demo", num_samples=100)  # doctest: +SKIP
@@ -77,7 +80,27 @@ def make_demo_dataset(output_dir, num_samples=2000, image_size=64, seed=0):
         writer = csv.DictWriter(handle, fieldnames=["id", "text", "image", "label"])
         writer.writeheader()
         writer.writerows(rows)
+    save_config(demo_config(), output_dir / "config.yaml")
     return manifest
+
+
+def demo_config():
+    """The run config for the demo data: the defaults, with the scratch `conv` image encoder.
+
+    The demo's flat shapes need no ImageNet features: the `conv` encoder
+    (the design card's Conv2D branch) on 64x64 images learns their colours
+    in a few epochs, needs no weights file, and so runs offline. A real
+    dataset keeps the default pretrained backbone.
+
+    Example:
+    >>> demo_config().model.image_encoder
+    'conv'
+    """
+    config = RunConfig()
+    config.data.image_size = (64, 64)
+    config.model.image_encoder = "conv"
+    config.model.image_weights = ""
+    return config
 
 
 def _draw(colour, shape, image_size, rng):

@@ -1,13 +1,12 @@
 """A pretrained `keras.applications` backbone as image encoder."""
 
 from collections.abc import Callable
-from pathlib import Path
 from typing import NamedTuple
 
 import keras
 import numpy as np
 
-from multimodal_tf.errors import ConfigError
+from multimodal_tf.models.backbone_weights import resolve_backbone_weights
 from multimodal_tf.models.base_image_encoder import BaseImageEncoder
 
 
@@ -65,10 +64,13 @@ class BackboneImageEncoder(BaseImageEncoder):
         architecture: str. One of `"mobilenet_v2"`, `"mobilenet_v3_small"`,
             `"mobilenet_v3_large"`, `"efficientnet_b0"`, `"resnet50"`.
         backbone_weights: str or None. `None` (random initialization),
-            `"imagenet"` (downloaded by Keras on first use; MobileNetV2 takes
-            its 224x224 checkpoint), or the path of a local `.weights.h5` or
-            `.h5` file holding the backbone without its classification top,
-            for the same `architecture` and `alpha`.
+            `"imagenet"` (the file `keras.applications` loads for
+            `weights="imagenet"`, from the Keras cache, `$KERAS_HOME/models/`,
+            downloaded into it on first use; MobileNetV2 takes its 224x224
+            checkpoint; see `backbone_weights.resolve_backbone_weights`), or
+            the path of a local `.weights.h5` or `.h5` file holding the
+            backbone without its classification top, for the same
+            `architecture` and `alpha`.
         trainable_backbone: bool. `True` fine-tunes the backbone with the rest
             of the model.
         alpha: float. Width multiplier of the MobileNets; must stay 1.0 for
@@ -96,9 +98,8 @@ class BackboneImageEncoder(BaseImageEncoder):
         dropout_rate=0.0,
         **kwargs,
     ):
-        if backbone_weights is not None and backbone_weights != "imagenet":
+        if backbone_weights is not None:
             backbone_weights = str(backbone_weights)
-            check_weights_file(backbone_weights)
         if architecture not in ARCHITECTURES:
             raise ValueError(
                 f"Unknown architecture {architecture!r}; choose one of {tuple(ARCHITECTURES)}."
@@ -112,11 +113,12 @@ class BackboneImageEncoder(BaseImageEncoder):
         super().__init__(hidden_dim, grid_size, dropout_rate, **kwargs)
         # === Layers ===
         options = {"alpha": alpha} if takes_alpha else {}
+        weights_file = resolve_backbone_weights(backbone_weights, architecture, alpha)
         self.backbone = constructor(
-            include_top=False, weights=backbone_weights, input_shape=(None, None, 3), **options
+            include_top=False, weights=weights_file, input_shape=(None, None, 3), **options
         )
-        if architecture == "efficientnet_b0" and backbone_weights is not None:
-            self.backbone = _fold_imagenet_stddev(self.backbone, backbone_weights)
+        if architecture == "efficientnet_b0" and weights_file is not None:
+            self.backbone = _fold_imagenet_stddev(self.backbone)
         self.backbone.trainable = trainable_backbone
         # === Config ===
         self.architecture = architecture
@@ -170,36 +172,17 @@ class BackboneImageEncoder(BaseImageEncoder):
         return layer
 
 
-def check_weights_file(path):
-    """Raises `ConfigError` unless `path` is an existing `.h5` or `.weights.h5` file."""
-    if not Path(path).is_file():
-        raise ConfigError(
-            f"Backbone weights file {path} does not exist; pass None, 'imagenet' or the "
-            "path of a .weights.h5 or .h5 file."
-        )
-    if not str(path).endswith(".h5"):
-        raise ConfigError(
-            f"Backbone weights file {path} is not a .weights.h5 or .h5 file, the formats "
-            "keras.applications loads."
-        )
-
-
-def _fold_imagenet_stddev(backbone, backbone_weights):
-    """An EfficientNet computing the same, built as with `weights=None`.
+def _fold_imagenet_stddev(backbone):
+    """The EfficientNet loaded from a copy of Keras' ImageNet file, scaled as Keras scales it.
 
     For `weights="imagenet"` keras.applications adds a `Rescaling` layer after
     the input `Normalization`, because the ImageNet file stores the standard
-    deviations as its variance; a model built with `weights=None` (or from a
-    local file) lacks that layer. Folding the rescaling into the variance gives
-    one graph for every `backbone_weights`, so `from_config` rebuilds the same
-    layers, and a local copy of the ImageNet file is scaled right too.
+    deviations as its variance; the encoder always builds the model as with
+    `weights=None` and loads the file itself (`"imagenet"` resolves to the
+    cached file), so that layer is missing. Folding the rescaling into the
+    variance keeps one graph for every `backbone_weights`, so `from_config`
+    rebuilds the same layers.
     """
-    if backbone_weights == "imagenet":
-        plain = keras.applications.EfficientNetB0(
-            include_top=False, weights=None, input_shape=(None, None, 3)
-        )
-        plain.set_weights(backbone.get_weights())
-        backbone = plain
     normalization = next(
         layer for layer in backbone.layers if isinstance(layer, keras.layers.Normalization)
     )

@@ -69,6 +69,54 @@ def keep_deep_path_if_better(model_file, folder, verbose=0, monitor=MONITOR):
     return {"wide": round(wide, 6), "deep": round(deep, 6), "kept": kept}
 
 
+def wide_path_reads_every_modality(model):
+    """Whether dropping the deep path keeps every modality the model reads.
+
+    `drop_deep_if_worse` applies only when this holds: the wide path reads
+    the text, and the image only with `wide_image` (a pretrained backbone's
+    pooled features), so a model whose wide path has no image keeps its deep
+    path whatever val says, rather than silently becoming a text model.
+
+    Example:
+    >>> wide_path_reads_every_modality(model)  # doctest: +SKIP
+    True
+    """
+    return set(model.modalities) <= set(prediction_parts(model, deep_kept=False).get("wide", ()))
+
+
+def prediction_parts(model, deep_kept=True):
+    """The parts of `model` whose logits make its predictions, and the modalities each reads.
+
+    Args:
+        model: `MultimodalClassifier` (an ensemble: its first member).
+        deep_kept: bool. False once `drop_deep_if_worse` zeroed the deep path.
+
+    Returns:
+        dict: `"wide"` (the linear path: text n-grams, and the backbone's
+        pooled image features with `wide_image`) and `"deep"` (encoders, fusion
+        and heads), each present only if it makes predictions, mapped to the
+        modalities it reads.
+
+    Example:
+    >>> prediction_parts(model, deep_kept=False)  # doctest: +SKIP
+    {'wide': ['text', 'image']}
+    """
+    model = getattr(model, "members", [model])[0]
+    parts = {}
+    if getattr(model, "wide", False):
+        parts["wide"] = ["text"] + (["image"] if model.wide_image else [])
+    if deep_kept:
+        parts["deep"] = list(model.modalities)
+    return parts
+
+
+def describe_prediction_parts(parts):
+    """One sentence for a run's output: which parts predict, and what each reads."""
+    names = {"wide": "the wide (linear) path", "deep": "the deep path (encoders and fusion)"}
+    described = [f"{names[part]}, reading {' and '.join(read)}" for part, read in parts.items()]
+    return "Predictions come from " + "; ".join(described) + "."
+
+
 def first_stage_best(folder, monitor=MONITOR):
     """The first stage's best `monitor` value in a run (or member) folder; None if not logged.
 

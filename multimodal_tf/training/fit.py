@@ -14,7 +14,13 @@ from multimodal_tf.data.source import TrainingData
 from multimodal_tf.errors import ConfigError
 from multimodal_tf.models.classifier import DEFAULT_HEAD, MultimodalClassifier
 from multimodal_tf.training.callbacks import BACKUP_DIR, HISTORY_FILE, training_callbacks
-from multimodal_tf.training.deep_path import first_stage_best, keep_deep_path_if_better
+from multimodal_tf.training.deep_path import (
+    describe_prediction_parts,
+    first_stage_best,
+    keep_deep_path_if_better,
+    prediction_parts,
+    wide_path_reads_every_modality,
+)
 from multimodal_tf.training.distribute import every_worker_sees_all, make_strategy, shard_by_data
 from multimodal_tf.training.ensemble import fit_ensemble, member_dir
 from multimodal_tf.training.evaluate import (
@@ -30,7 +36,12 @@ from multimodal_tf.training.metrics import (
 )
 from multimodal_tf.training.provenance import data_fingerprint, read_run_record, write_run_record
 from multimodal_tf.training.report import write_report
-from multimodal_tf.training.run_model import adapted_preprocessor, compiled_model, run_class_weights
+from multimodal_tf.training.run_model import (
+    adapted_preprocessor,
+    compiled_model,
+    find_backbone_weights,
+    run_class_weights,
+)
 from multimodal_tf.training.thresholds import tune_thresholds
 
 
@@ -114,6 +125,8 @@ def train(manifest, config=None, output_dir="runs/latest", verbose=1):
             f"training.wide_ema_epochs must be 0 (no averaging of the wide path's weights) "
             f"or more (average them over about that many epochs); got {training.wide_ema_epochs}."
         )
+    # A missing backbone file stops the run here, before it reads any data.
+    find_backbone_weights(config.model)
     run_dir = Path(output_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     resuming = (run_dir / BACKUP_DIR).is_dir() or any(run_dir.glob(f"members/*/{BACKUP_DIR}"))
@@ -188,6 +201,14 @@ def train(manifest, config=None, output_dir="runs/latest", verbose=1):
                 shared=shared,
             )
         dropping_deep = training.drop_deep_if_worse and model.wide and training.wide_epochs
+        if dropping_deep and not wide_path_reads_every_modality(model):
+            dropping_deep = False
+            if verbose:
+                print(
+                    "The wide path reads only the text, so the rest of the model, which reads "
+                    "the image, is kept whatever val says (training.drop_deep_if_worse never "
+                    "drops a modality)."
+                )
         if dropping_deep:
             first_stage["best"] = first_stage_best(folder)
             if verbose and first_stage["best"] is not None:
@@ -241,6 +262,11 @@ def train(manifest, config=None, output_dir="runs/latest", verbose=1):
     }
     if deep_path.get(run_dir):
         metrics["deep_path"] = deep_path[run_dir]
+    verdicts = [verdict for verdict in deep_path.values() if verdict]
+    metrics["predicted_by"] = prediction_parts(
+        model, deep_kept=not verdicts or any(verdict["kept"] for verdict in verdicts)
+    )
+    print(describe_prediction_parts(metrics["predicted_by"]))
     if data.multi_label:
         # Chosen on val only; saved in the head, so model.keras and exports carry them.
         chosen = tune_thresholds(model, dataset("val"))[DEFAULT_HEAD]

@@ -9,14 +9,73 @@ import dataclasses
 import tensorflow as tf
 
 from multimodal_tf.data.balance import class_weights
+from multimodal_tf.errors import ConfigError
 from multimodal_tf.layers.preprocessing.lexicon import load_lexicon
 from multimodal_tf.layers.preprocessing.spacy_tables import negation_words
+from multimodal_tf.models.backbone_weights import resolve_backbone_weights
 from multimodal_tf.models.classifier import MultimodalClassifier
 from multimodal_tf.models.preprocessor import MultimodalPreprocessor
 from multimodal_tf.models.text_encoder import text_features_for
 from multimodal_tf.models.warmup_cosine_decay import WarmupCosineDecay
 from multimodal_tf.models.wide_text_logits import wide_l2_for
 from multimodal_tf.training.wide_first import train_wide_path
+
+
+def image_weights_for(model_config):
+    """`model.image_weights` as the image encoder takes it: None where it loads no weights.
+
+    The scratch `conv` encoder ignores the default `imagenet`, so
+    `image_encoder: conv` alone is the no-weights model; a file named for it
+    is an error. A model without the image modality has no image encoder.
+
+    Example:
+    >>> from multimodal_tf.config import ModelConfig
+    >>> image_weights_for(ModelConfig(image_encoder="conv")) is None
+    True
+    >>> image_weights_for(ModelConfig())
+    'imagenet'
+    """
+    weights = model_config.image_weights or None
+    if "image" not in model_config.modalities:
+        return None
+    if model_config.image_encoder == "conv":
+        if weights not in (None, "imagenet"):
+            raise ConfigError(
+                f"model.image_weights is {weights!r}, but model.image_encoder: conv is trained "
+                "from scratch and loads no weights; pick a backbone (e.g. image_encoder: "
+                'mobilenet_v2) for that file, or set image_weights to "".'
+            )
+        return None
+    return weights
+
+
+def find_backbone_weights(model_config):
+    """Finds (or downloads once) the backbone's weights before a run reads any data.
+
+    A run without them stops here, with `resolve_backbone_weights`'s error
+    (the file, the Keras cache, the URL tried, the ways out), instead of after
+    reading and decoding the data. Prints where the weights come from.
+
+    Args:
+        model_config: `ModelConfig`.
+
+    Returns:
+        str or None: the local weights file, or None for a model without one.
+    """
+    weights = image_weights_for(model_config)
+    path = resolve_backbone_weights(
+        weights, model_config.image_encoder, model_config.backbone_alpha
+    )
+    if path is not None:
+        alpha = model_config.backbone_alpha
+        print(
+            f"image: {model_config.image_encoder}"
+            + (f" alpha {alpha:g}" if "mobilenet" in model_config.image_encoder else "")
+            + (" (fine-tuned)" if model_config.trainable_backbone else " (frozen)")
+            + (", ImageNet weights from " if weights == "imagenet" else ", weights from ")
+            + path
+        )
+    return path
 
 
 def adapted_preprocessor(config, train_texts):
@@ -180,8 +239,8 @@ def build_model(model_config, class_names, preprocessor, multi_label=False, num_
             unless `wide_l2` sets one.
     """
     kwargs = dataclasses.asdict(model_config)
-    for key in ("image_weights", "text_embeddings"):
-        kwargs[key] = kwargs[key] or None
+    kwargs["text_embeddings"] = kwargs["text_embeddings"] or None
+    kwargs["image_weights"] = image_weights_for(model_config)
     wide_c = kwargs.pop("wide_c")
     kwargs["wide"] = kwargs["wide"] and "text" in kwargs["modalities"]
     # A linear model over image features needs features worth reading before any
@@ -222,8 +281,6 @@ def image_augmentation_for(model_config):
     if setting != "auto":
         return bool(setting)
     frozen_pretrained = (
-        model_config.image_encoder != "conv"
-        and bool(model_config.image_weights)
-        and not model_config.trainable_backbone
+        bool(image_weights_for(model_config)) and not model_config.trainable_backbone
     )
     return not frozen_pretrained

@@ -18,11 +18,12 @@ from multimodal_tf.data.source import TrainingData
 from multimodal_tf.errors import ConfigError, DataError
 from multimodal_tf.layers.fusion import FUSIONS
 from multimodal_tf.training.callbacks import ResumableEarlyStopping, SavesModelToSave
-from multimodal_tf.training.deep_path import deep_path_kept
+from multimodal_tf.training.deep_path import deep_path_kept, wide_path_reads_every_modality
 from multimodal_tf.training.feature_maps import fit_second_stage
 from multimodal_tf.training.run_model import (
     adapted_preprocessor,
     compiled_model,
+    find_backbone_weights,
     run_class_weights,
 )
 
@@ -114,6 +115,7 @@ def tune(manifest, config=None, trials=10, output_dir="runs/tune", search_space=
     data, training = config.data, config.training
     if data.multi_label and training.oversample:
         raise ConfigError("training.oversample does not work with data.multi_label: true.")
+    find_backbone_weights(config.model)  # before any data is read, as in train()
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
 
@@ -137,7 +139,7 @@ def tune(manifest, config=None, trials=10, output_dir="runs/tune", search_space=
         wide_best.clear()
         shared.clear()
         # As train() builds each member: the wide path first, the trial's learning rate.
-        return compiled_model(
+        model = compiled_model(
             trial_config,
             class_names,
             preprocessor,
@@ -151,6 +153,9 @@ def tune(manifest, config=None, trials=10, output_dir="runs/tune", search_space=
                 dataset("val", text_only=text_only),
             ),
         )
+        if not wide_path_reads_every_modality(model):
+            wide_best.clear()  # as in train(): dropping the deep path would drop a modality
+        return model
 
     def dataset(split, shuffle=False, text_only=False):
         return source.dataset(

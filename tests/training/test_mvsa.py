@@ -11,7 +11,7 @@ from tests.conftest import MVSA_MANIFEST, requires_shared
 @pytest.mark.slow
 @pytest.mark.shared
 @requires_shared(MVSA_MANIFEST)
-def test_train_on_mvsa_single(tmp_path, capsys):
+def test_train_on_mvsa_single(tmp_path, capsys, imagenet_cache):
     config = tmp_path / "run.yaml"
     # Two epochs of the linear path trained first (its default runs 9-30 of ~0.5 s
     # each here), then one of the rest (~12 s each here, after the first one's image
@@ -41,4 +41,9 @@ def test_train_on_mvsa_single(tmp_path, capsys):
     test = metrics["test"]
     majority = max(row["support"] for row in test["per_class"].values()) / test["num_samples"]
     assert test["accuracy"] > majority and test["macro_f1"] > 0.45
-    assert "test: accuracy" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "test: accuracy" in out
+    # The default model reads the image through ImageNet features from the Keras cache,
+    # and whatever the stages drop, its predictions still read the image.
+    assert f"ImageNet weights from {imagenet_cache}" in out
+    assert any("image" in read for read in metrics["predicted_by"].values())

@@ -1,0 +1,439 @@
+"""ImageNet weights of the `keras.applications` backbones: the Keras cache, and offline.
+
+`image_weights: imagenet` means what `weights="imagenet"` means in Keras: the
+file `keras.applications` itself loads, under the same name, in the Keras cache
+(`$KERAS_HOME/models/`, by default `~/.keras/models/`), downloaded once from the
+same URL where the network allows. A machine without network gets the file with
+`install_weights` (`multimodal-tf weights install FILE`), which checks that it
+fits the architecture and writes it under Keras' name, converting a Keras 3
+`.weights.h5` file into the layout Keras' own download has. With no usable file
+and no network, `resolve_backbone_weights` raises a `ConfigError` that names the
+file, the folder, the URL and the ways out; nothing falls back to random weights.
+"""
+
+import contextlib
+import dataclasses
+import os
+import shutil
+import socket
+import tempfile
+import warnings
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from multimodal_tf.errors import ConfigError
+
+#: How long a download may wait for the server before it counts as no network.
+DOWNLOAD_TIMEOUT_SECONDS = 20
+
+# The alphas Keras publishes ImageNet files for.
+_MOBILENET_V2_ALPHAS = (0.35, 0.5, 0.75, 1.0, 1.3, 1.4)
+_MOBILENET_V3_ALPHAS = (0.75, 1.0)
+
+
+@dataclasses.dataclass(frozen=True)
+class WeightsFile:
+    """The ImageNet no-top file `keras.applications` loads for one backbone.
+
+    Attributes:
+        architecture: str. A `BackboneImageEncoder` architecture.
+        alpha: float. The MobileNets' width multiplier (1.0 for the others).
+        file_name: str. Keras' cache name for it.
+        url: str. Where Keras downloads it from.
+        file_hash: str or None. The MD5 Keras checks a download against, if any.
+    """
+
+    architecture: str
+    alpha: float
+    file_name: str
+    url: str
+    file_hash: str | None = None
+
+    @property
+    def path(self):
+        """Where the file is (or would be) in the Keras cache."""
+        return keras_cache_dir() / self.file_name
+
+    def describe(self):
+        alpha = f" alpha {self.alpha:g}" if "mobilenet" in self.architecture else ""
+        return f"{self.architecture}{alpha}"
+
+
+def keras_cache_dir():
+    """The Keras cache of downloaded models: `$KERAS_HOME/models`, or `~/.keras/models`.
+
+    Read when called, as Keras reads `KERAS_HOME` when it is imported; like
+    Keras, falls back to `/tmp/.keras` where the home folder is not writable.
+
+    Example:
+    >>> os.environ["KERAS_HOME"] = "/data/keras"  # doctest: +SKIP
+    >>> keras_cache_dir()  # doctest: +SKIP
+    PosixPath('/data/keras/models')
+    """
+    home = os.environ.get("KERAS_HOME")
+    if not home:
+        base = os.path.expanduser("~")
+        if not os.access(base, os.W_OK):
+            base = "/tmp"
+        home = os.path.join(base, ".keras")
+    return Path(home).expanduser() / "models"
+
+
+def imagenet_weights_file(architecture, alpha=1.0):
+    """The `WeightsFile` Keras uses for `architecture(include_top=False, weights="imagenet")`.
+
+    The backbone encoder builds its model for any input size
+    (`input_shape=(None, None, 3)`), for which Keras picks MobileNetV2's
+    224-pixel checkpoint.
+
+    Args:
+        architecture: str. A `BackboneImageEncoder` architecture.
+        alpha: float. Width multiplier of the MobileNets.
+
+    Raises:
+        ConfigError: Keras publishes no ImageNet file for this architecture and alpha.
+
+    Example:
+    >>> imagenet_weights_file("mobilenet_v2", 0.35).file_name
+    'mobilenet_v2_weights_tf_dim_ordering_tf_kernels_0.35_224_no_top.h5'
+    """
+    from keras.src.applications import efficientnet, mobilenet_v2, mobilenet_v3, resnet
+
+    alpha = float(alpha)
+    if architecture == "mobilenet_v2":
+        _check_alpha(architecture, alpha, _MOBILENET_V2_ALPHAS)
+        name = f"mobilenet_v2_weights_tf_dim_ordering_tf_kernels_{alpha}_224_no_top.h5"
+        return WeightsFile(architecture, alpha, name, mobilenet_v2.BASE_WEIGHT_PATH + name)
+    if architecture in ("mobilenet_v3_small", "mobilenet_v3_large"):
+        _check_alpha(architecture, alpha, _MOBILENET_V3_ALPHAS)
+        model_name = f"{architecture.removeprefix('mobilenet_v3_')}_224_{alpha}_float"
+        name = f"weights_mobilenet_v3_{model_name}_no_top_v2.h5"
+        url = mobilenet_v3.BASE_WEIGHT_PATH + name
+        return WeightsFile(
+            architecture, alpha, name, url, mobilenet_v3.WEIGHTS_HASHES[model_name][1]
+        )
+    if architecture == "efficientnet_b0":
+        name = "efficientnetb0_notop.h5"
+        url = efficientnet.BASE_WEIGHTS_PATH + name
+        return WeightsFile(architecture, 1.0, name, url, efficientnet.WEIGHTS_HASHES["b0"][1])
+    if architecture == "resnet50":
+        name = "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5"
+        url = resnet.BASE_WEIGHTS_PATH + name
+        return WeightsFile(architecture, 1.0, name, url, resnet.WEIGHTS_HASHES["resnet50"][1])
+    raise ConfigError(f"No ImageNet weights are known for image encoder {architecture!r}.")
+
+
+def known_weights_files():
+    """Every `WeightsFile` `imagenet_weights_file` knows, MobileNetV2 first."""
+    files = [imagenet_weights_file("mobilenet_v2", alpha) for alpha in _MOBILENET_V2_ALPHAS]
+    for kind in ("mobilenet_v3_small", "mobilenet_v3_large"):
+        files += [imagenet_weights_file(kind, alpha) for alpha in _MOBILENET_V3_ALPHAS]
+    return files + [imagenet_weights_file(name) for name in ("efficientnet_b0", "resnet50")]
+
+
+def resolve_backbone_weights(weights, architecture, alpha=1.0, download=True):
+    """The local file a backbone loads for `weights`, downloading Keras' file once if needed.
+
+    Args:
+        weights: str, Path or None. `None` or `""` (random initialization),
+            `"imagenet"` (Keras' file, from the Keras cache or downloaded into
+            it), or the path of a local `.h5` / `.weights.h5` file.
+        architecture: str. A `BackboneImageEncoder` architecture.
+        alpha: float. Width multiplier of the MobileNets.
+        download: bool. `False` only looks in the cache.
+
+    Returns:
+        str or None: the path to load, or None for random weights.
+
+    Raises:
+        ConfigError: the file does not exist, is not an HDF5 file, or
+            `"imagenet"` is neither cached nor downloadable; the message
+            names the file, the folder, the URL tried and the ways out.
+
+    Example:
+    >>> resolve_backbone_weights("imagenet", "mobilenet_v2", 0.35)  # doctest: +SKIP
+    '/home/me/.keras/models/mobilenet_v2_weights_tf_dim_ordering_tf_kernels_0.35_224_no_top.h5'
+    """
+    if not weights:
+        return None
+    if str(weights) != "imagenet":
+        check_weights_file(weights)
+        return str(weights)
+    spec = imagenet_weights_file(architecture, alpha)
+    if spec.path.is_file():
+        _check_readable(spec.path, spec)
+        return str(spec.path)
+    failure = _download(spec) if download else "downloads were turned off"
+    if failure is None:
+        return str(spec.path)
+    raise ConfigError(
+        f"image_weights: imagenet needs Keras' ImageNet file for {spec.describe()}, "
+        f"{spec.file_name}, in the Keras cache {spec.path.parent}, and it is not there "
+        f"(KERAS_HOME sets the cache's folder). Downloading it from {spec.url} failed: "
+        f"{failure}. Ways out: "
+        f"(1) on a machine with network, fetch that URL (or run once with network) and "
+        f"install the file here with `multimodal-tf weights install FILE --backbone "
+        f"{architecture}"
+        + (f" --alpha {spec.alpha:g}" if "mobilenet" in architecture else "")
+        + "`; (2) set model.image_weights to the path of a local weights file for this "
+        "backbone; (3) set model.image_encoder: conv, the encoder trained from scratch, "
+        "which needs no weights."
+    )
+
+
+def check_weights_file(path):
+    """Raises `ConfigError` unless `path` is an existing `.h5` or `.weights.h5` file."""
+    if not Path(path).is_file():
+        raise ConfigError(
+            f"Backbone weights file {path} does not exist; pass None, 'imagenet' or the "
+            "path of a .weights.h5 or .h5 file."
+        )
+    if not str(path).endswith(".h5"):
+        raise ConfigError(
+            f"Backbone weights file {path} is not a .weights.h5 or .h5 file, the formats "
+            "keras.applications loads."
+        )
+
+
+def install_weights(source, architecture="mobilenet_v2", alpha=1.0, overwrite=False):
+    """Puts a weights file where `image_weights: imagenet` finds it, after checking it fits.
+
+    The file must hold `architecture` (with `alpha`) without its
+    classification top: every layer's weights must have the shapes the
+    architecture has, or a `ConfigError` names the first layer that differs
+    and both shapes. A file in Keras' own layout (`.h5`, as Keras downloads
+    it) is copied as it is; a Keras 3 `.weights.h5` file is loaded and written
+    in that layout. The write goes to a temporary name in the cache and is
+    renamed, so a kill leaves the old file or the new one, never half of one.
+
+    Args:
+        source: str or Path. The weights file.
+        architecture: str. A `BackboneImageEncoder` architecture.
+        alpha: float. Width multiplier of the MobileNets.
+        overwrite: bool. Replace an installed file with different weights.
+
+    Returns:
+        `(path, status)`: the installed file and one of `"installed"`,
+        `"replaced"` or `"already installed"`.
+
+    Example:
+    >>> install_weights("mobilenet_v2_0.35.weights.h5", "mobilenet_v2", 0.35)  # doctest: +SKIP
+    (PosixPath('/home/me/.keras/models/mobilenet_v2_..._0.35_224_no_top.h5'), 'installed')
+    """
+    spec = imagenet_weights_file(architecture, alpha)
+    check_weights_file(source)
+    model = bare_backbone(architecture, spec.alpha)
+    check_weights_fit(source, model, spec.describe())
+    _load_quietly(model, source)
+    target = spec.path
+    status = "installed"
+    if target.is_file():
+        installed = bare_backbone(architecture, spec.alpha)
+        try:
+            check_weights_fit(target, installed, spec.describe())
+            _load_quietly(installed, target)
+            same = all(
+                np.array_equal(a, b)
+                for a, b in zip(model.get_weights(), installed.get_weights(), strict=True)
+            )
+        except (ConfigError, OSError, ValueError):
+            same = False
+        if same:
+            return target, "already installed"
+        if not overwrite:
+            raise ConfigError(
+                f"{target} already holds other {spec.describe()} weights; pass --overwrite "
+                "(overwrite=True) to replace them."
+            )
+        status = "replaced"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with _temporary_next_to(target) as partial:
+        if _is_keras3_layout(source):
+            _write_legacy_h5(model, partial)
+        else:
+            shutil.copyfile(source, partial)
+        os.chmod(partial, 0o666 & ~_umask())  # mkstemp's 0600 would hide it from other users
+        os.replace(partial, target)
+    return target, status
+
+
+def installed_weights():
+    """`(WeightsFile, installed: bool)` for every file Keras could use, in the Keras cache."""
+    return [(spec, spec.path.is_file()) for spec in known_weights_files()]
+
+
+def bare_backbone(architecture, alpha=1.0):
+    """The `keras.applications` model without top or weights, as the encoder builds it."""
+    from multimodal_tf.models.backbone_image_encoder import ARCHITECTURES
+
+    constructor, takes_alpha, _ = ARCHITECTURES[architecture]
+    options = {"alpha": alpha} if takes_alpha else {}
+    return constructor(include_top=False, weights=None, input_shape=(None, None, 3), **options)
+
+
+def check_weights_fit(path, model, what):
+    """Raises `ConfigError` naming the first layer whose weights in `path` differ from `model`'s.
+
+    Reads both layouts Keras writes: Keras' own `.h5` (layers by name, loaded
+    in order) and the Keras 3 `.weights.h5` (layers by class name and order).
+
+    Args:
+        path: str or Path. The weights file.
+        model: a Keras model built as the file should fit it.
+        what: str. The architecture, as the message names it.
+    """
+    expected = [
+        (layer.name, [tuple(weight.shape) for weight in layer.weights])
+        for layer in model.layers
+        if layer.weights
+    ]
+    try:
+        with h5py.File(path, "r") as handle:
+            found = (
+                _keras3_layers(handle, model) if _is_keras3_layout(path) else _legacy_layers(handle)
+            )
+    except OSError as error:
+        raise ConfigError(f"{path} is not a readable HDF5 weights file: {error}") from None
+    for (name, shapes), (file_name, file_shapes) in zip(expected, found, strict=False):
+        if shapes != file_shapes:
+            raise ConfigError(
+                f"{path} does not hold {what} weights: layer {name!r} has weights of shapes "
+                f"{_shapes(shapes)}, and the file's layer {file_name!r} holds "
+                f"{_shapes(file_shapes)}."
+            )
+    if len(found) != len(expected):
+        extra = (found if len(found) > len(expected) else expected)[min(len(found), len(expected))]
+        raise ConfigError(
+            f"{path} does not hold {what} weights: the file has weights for {len(found)} "
+            f"layers and {what} has {len(expected)} layers with weights (first unmatched: "
+            f"{extra[0]!r}, {_shapes(extra[1])})."
+        )
+
+
+def _check_alpha(architecture, alpha, published):
+    if alpha not in published:
+        raise ConfigError(
+            f"Keras publishes ImageNet weights for {architecture} with alpha in "
+            f"{', '.join(f'{value:g}' for value in published)}; got model.backbone_alpha "
+            f"{alpha:g}. Pick one of those, or set model.image_weights to your own file."
+        )
+
+
+def _check_readable(path, spec):
+    try:
+        with h5py.File(path, "r"):
+            pass
+    except OSError as error:
+        raise ConfigError(
+            f"The cached ImageNet file {path} for {spec.describe()} cannot be read ({error}); "
+            f"delete it to download it again from {spec.url}, or replace it with "
+            f"`multimodal-tf weights install FILE --overwrite`."
+        ) from None
+
+
+def _download(spec):
+    """Downloads `spec` into the cache with `keras.utils.get_file`; None, or why it failed."""
+    import keras
+
+    folder = spec.path.parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        return f"cannot create {folder}: {error}"
+    partial = f".{spec.file_name}.{os.getpid()}.part"
+    previous = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(DOWNLOAD_TIMEOUT_SECONDS)
+    try:
+        got = keras.utils.get_file(
+            partial,
+            spec.url,
+            cache_subdir=folder.name,
+            cache_dir=str(folder.parent),
+            file_hash=spec.file_hash,
+        )
+        check_weights_fit(got, bare_backbone(spec.architecture, spec.alpha), spec.describe())
+        os.replace(got, spec.path)
+    except Exception as error:  # noqa: BLE001 - any failure means "not downloaded"; say why
+        with contextlib.suppress(OSError):
+            (folder / partial).unlink()
+        return str(error) or type(error).__name__
+    finally:
+        socket.setdefaulttimeout(previous)
+    return None
+
+
+def _is_keras3_layout(path):
+    return str(path).endswith(".weights.h5")
+
+
+def _legacy_layers(handle):
+    if "model_weights" in handle:  # a whole model saved by Keras 2
+        handle = handle["model_weights"]
+    layers = []
+    for name in _strings(handle.attrs.get("layer_names", [])):
+        group = handle[name]
+        weight_names = _strings(group.attrs.get("weight_names", []))
+        if weight_names:
+            layers.append((name, [tuple(group[weight].shape) for weight in weight_names]))
+    return layers
+
+
+def _keras3_layers(handle, model):
+    """The file's layers in `model.layers` order, keyed as Keras 3 saves a functional model."""
+    from keras.src.utils.naming import to_snake_case
+
+    stored = handle.get("layers", {})
+    used, layers = {}, []
+    for layer in model.layers:
+        key = to_snake_case(layer.__class__.__name__)
+        if key in used:
+            used[key] += 1
+            key = f"{key}_{used[key]}"
+        else:
+            used[key] = 0
+        variables = stored[key]["vars"] if key in stored and "vars" in stored[key] else {}
+        shapes = [tuple(variables[str(index)].shape) for index in range(len(variables))]
+        if shapes or layer.weights:
+            layers.append((key, shapes))
+    return layers
+
+
+def _write_legacy_h5(model, path):
+    from keras.src.legacy.saving.legacy_h5_format import save_weights_to_hdf5_group
+
+    with h5py.File(path, "w") as handle:
+        save_weights_to_hdf5_group(handle, model)
+
+
+def _load_quietly(model, path):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model.load_weights(str(path))
+
+
+@contextlib.contextmanager
+def _temporary_next_to(target):
+    """A temporary path in `target`'s folder, removed if it is still there afterwards."""
+    handle, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
+    os.close(handle)
+    try:
+        yield name
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(name)
+
+
+def _umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _strings(values):
+    return [value.decode("utf8") if isinstance(value, bytes) else str(value) for value in values]
+
+
+def _shapes(shapes):
+    return "[" + ", ".join(str(tuple(shape)) for shape in shapes) + "]" if shapes else "none"
