@@ -77,6 +77,24 @@ def build_wide_model(classifier, pooled_features=False):
     return WideModel(inputs, outputs, name=f"{classifier.name}_wide")
 
 
+def deep_path_is_silent(classifier):
+    """Whether every head's own kernel and bias are zero: the model is its wide path alone.
+
+    `training.drop_deep_if_worse` zeroes them when val prefers the wide path;
+    the classifier's logits are then exactly the wide path's.
+
+    Example:
+    >>> deep_path_is_silent(model)  # doctest: +SKIP
+    True
+    """
+    for name in classifier.head_names:
+        head = classifier.get_layer(name)
+        for weight in (head.kernel, head.bias):
+            if keras.ops.any(keras.ops.not_equal(weight, 0)):
+                return False
+    return True
+
+
 def wide_path_layers(heads_classes, preprocessor, wide, wide_image, l2):
     """The wide path's layers of each head: `({head: WideTextLogits}, {head: WideImageLogits})`.
 

@@ -9,6 +9,8 @@ import keras
 import tensorflow as tf
 
 from multimodal_tf.errors import DataError
+from multimodal_tf.models.classifier import MultimodalClassifier
+from multimodal_tf.models.wide_model import deep_path_is_silent
 from multimodal_tf.serving.warmup import default_warmup_samples, write_warmup_requests
 
 SIGNATURE = "serving_default"
@@ -34,7 +36,9 @@ def export_saved_model(
     per head for multi-head models), and TF Serving warm-up requests to
     `assets.extra/tf_serving_warmup_requests` (`warmup.write_warmup_requests`).
     The version folder is written beside its final place and renamed at the
-    end, so TF Serving never sees half of it.
+    end, so TF Serving never sees half of it. A model whose deep path
+    `training.drop_deep_if_worse` dropped serves its wide path alone (the
+    same probabilities, without computing the zeroed part).
 
     Bad images are refused per request, before decoding, with an
     `InvalidArgumentError` (HTTP 400 under TF Serving) that names every bad
@@ -85,10 +89,14 @@ def export_saved_model(
     heads = model.head_classes()
     single = not isinstance(model.class_names, dict)
 
+    predictor, predictor_inputs = _predicting_part(model)
+
     def serve(text, image):
         image = checked_images(image, allow_empty=allow_missing)
         features = preprocessor({"text": text, "image": image})
-        outputs = model(features, training=False)
+        if predictor_inputs is not None:
+            features = {name: features[name] for name in predictor_inputs}
+        outputs = predictor(features, training=False)
         outputs = {next(iter(heads)): outputs} if single else outputs
         served = {}
         for name, probabilities in outputs.items():
@@ -131,6 +139,20 @@ def export_saved_model(
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return target
+
+
+def _predicting_part(model):
+    """`(the part of model that makes its predictions, its input names or None)`.
+
+    Once `training.drop_deep_if_worse` has zeroed the deep path, the model's
+    probabilities are those of its wide path alone (the deep logits are exact
+    zeros), so the graph serves `model.wide_model()`, which shares its layers,
+    and skips the encoders and the fusion whose output is zero anyway.
+    """
+    if isinstance(model, MultimodalClassifier) and model.wide and deep_path_is_silent(model):
+        wide = model.wide_model()
+        return wide, list(wide.input)  # built from a dict of named inputs
+    return model, None
 
 
 def _trace_once(archive, endpoint):

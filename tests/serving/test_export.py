@@ -7,6 +7,7 @@ import sys
 import time
 from pathlib import Path
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -200,3 +201,35 @@ def test_predict_streams_probabilities_and_shows_progress(trained, tmp_path):
     quiet = io.StringIO()
     predict_manifest(version_dir, manifest, tmp_path / "r.csv", progress=False, stream=quiet)
     assert quiet.getvalue() == ""
+
+
+def _node_names(version_dir):
+    served = tf.saved_model.load(str(version_dir)).signatures["serving_default"]
+    graph = served.graph.as_graph_def()
+    names = [node.name for node in graph.node]
+    for function in graph.library.function:
+        names += [node.name for node in function.node_def]
+    return names
+
+
+def test_a_dropped_deep_path_is_not_computed_by_the_served_graph(trained, tmp_path):
+    from multimodal_tf.models.wide_model import deep_path_is_silent
+    from multimodal_tf.training.deep_path import silence_deep_path
+
+    texts = ["hot 1", "cold 2", "hot 3 new words"]
+    images = [image_bytes((200, 20, 10)), image_bytes((20, 10, 200)), image_bytes()]
+    whole = export_saved_model(trained, tmp_path / "whole")
+    assert not deep_path_is_silent(trained)
+    trained.save(tmp_path / "model.keras")
+    model = keras.saving.load_model(tmp_path / "model.keras")
+    silence_deep_path(model)
+    assert deep_path_is_silent(model)
+    wide_only = export_saved_model(model, tmp_path / "wide")
+    # The same probabilities as the Keras model, whose deep logits are exact zeros ...
+    features = model.preprocessor({"text": tf.constant(texts), "image": tf.constant(images)})
+    served = tf.saved_model.load(str(wide_only)).signatures["serving_default"]
+    out = served(text=tf.constant(texts), image=tf.constant(images))["probabilities"]
+    np.testing.assert_allclose(out.numpy(), model.predict(features, verbose=0), atol=1e-6)
+    # ... without running the fusion that produced them.
+    assert any("fusion" in name for name in _node_names(whole))
+    assert not any("fusion" in name for name in _node_names(wide_only))
