@@ -32,8 +32,7 @@ demo: $(STAMP)
 
 ## The whole test suite (slow tests included; `make test-fast` skips them), on
 ## TEST_WORKERS processes (pytest-xdist): most tests are Python-bound, so two
-## workers share two cores (621-815 s, 11m22s-14m49s with the install, on fresh clones
-## on 2026-12-07, session 22; each worker's TensorFlow gets half the cores, tests/conftest.py).
+## workers share two cores (each worker's TensorFlow gets half the cores, tests/conftest.py).
 ## Slow tests run first
 ## (tests/conftest.py) and an idle worker steals queued tests (`--dist worksteal`);
 ## that ordering measured no faster, but no long test can start last.

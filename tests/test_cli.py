@@ -21,6 +21,7 @@ SUBCOMMANDS = [
     "tune",
     "report",
     "serving-config",
+    "weights",
 ]
 
 

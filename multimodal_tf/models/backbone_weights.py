@@ -358,7 +358,9 @@ def _download(spec):
     except Exception as error:  # noqa: BLE001 - any failure means "not downloaded"; say why
         with contextlib.suppress(OSError):
             (folder / partial).unlink()
-        return str(error) or type(error).__name__
+        # Keras says "URL fetch failure on <url>: <errno> -- <reason>"; the message names the URL.
+        said = str(error).replace(f"URL fetch failure on {spec.url}: ", "")
+        return said.removeprefix("None -- ") or type(error).__name__
     finally:
         socket.setdefaulttimeout(previous)
     return None

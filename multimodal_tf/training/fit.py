@@ -203,12 +203,11 @@ def train(manifest, config=None, output_dir="runs/latest", verbose=1):
         dropping_deep = training.drop_deep_if_worse and model.wide and training.wide_epochs
         if dropping_deep and not wide_path_reads_every_modality(model):
             dropping_deep = False
-            if verbose:
-                print(
-                    "The wide path reads only the text, so the rest of the model, which reads "
-                    "the image, is kept whatever val says (training.drop_deep_if_worse never "
-                    "drops a modality)."
-                )
+            print(
+                "The wide path reads only the text, so the rest of the model, which reads "
+                "the image, is kept whatever val says (training.drop_deep_if_worse never "
+                "drops a modality)."
+            )
         if dropping_deep:
             first_stage["best"] = first_stage_best(folder)
             if verbose and first_stage["best"] is not None:

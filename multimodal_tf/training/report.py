@@ -14,6 +14,7 @@ from multimodal_tf.training.attention_maps import (
     choose_samples,
 )
 from multimodal_tf.training.callbacks import HISTORY_FILE, read_history
+from multimodal_tf.training.deep_path import describe_prediction_parts
 from multimodal_tf.training.evaluate import METRICS_FILE, predict_records
 from multimodal_tf.training.metrics import (
     classification_metrics,
@@ -185,18 +186,22 @@ WIDE_NOTE = (
 
 
 def _verdict(metrics_json):
-    """What `training.drop_deep_if_worse` decided, from the run's metrics.json ("" if nothing)."""
+    """The deep-path verdict and which parts predict, from metrics.json ("" if unknown)."""
     try:
-        verdict = json.loads(Path(metrics_json).read_text(encoding="utf-8"))["deep_path"]
-    except (OSError, ValueError, KeyError, TypeError):
+        metrics = json.loads(Path(metrics_json).read_text(encoding="utf-8"))
+        verdict, parts = metrics.get("deep_path"), metrics.get("predicted_by")
+    except (OSError, ValueError, AttributeError):
         return ""
+    said = f" {describe_prediction_parts(parts)}" if parts else ""
+    if not verdict:
+        return said
     scores = f"{verdict['deep']:.3f} with the rest of the model, {verdict['wide']:.3f} without"
     if verdict["kept"]:
-        return f" Best validation macro-F1: {scores}, so the whole model was kept."
+        return f" Best validation macro-F1: {scores}, so the whole model was kept." + said
     return (
         f" Best validation macro-F1: {scores}. The rest of the model did worse than the wide "
         "path, so its logits were set to zero: this model is the wide path alone "
-        "(training.drop_deep_if_worse)."
+        "(training.drop_deep_if_worse)." + said
     )
 
 

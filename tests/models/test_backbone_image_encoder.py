@@ -10,6 +10,7 @@ import tensorflow as tf
 
 from multimodal_tf.errors import ConfigError
 from multimodal_tf.models.backbone_image_encoder import ARCHITECTURES, BackboneImageEncoder
+from multimodal_tf.models.backbone_weights import install_weights
 from multimodal_tf.models.image_encoder import IMAGE_ENCODERS, ImageEncoder, get_image_encoder
 from tests.conftest import SHARED, requires_shared
 from tests.helpers import run_layer_test
@@ -165,6 +166,9 @@ def test_efficientnet_imagenet_weights_compute_what_keras_applications_does(tmp_
     monkeypatch.setattr(
         "keras.src.utils.file_utils.get_file", lambda *args, **kwargs: str(weights_file)
     )
+    # The encoder's "imagenet" is Keras' file in the Keras cache, installed there from it.
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras_home"))
+    install_weights(weights_file, "efficientnet_b0")
     keras_model = keras.applications.EfficientNetB0(
         include_top=False, weights="imagenet", input_shape=(None, None, 3)
     )

@@ -113,8 +113,14 @@ def test_every_figure_is_a_png_embedded_in_a_self_contained_page(trained_report)
     assert_self_contained(page)
     assert "What the predictions attended to" in page and 'class="word"' in page
     assert "was trained alone first" in page
-    verdict = json.loads((trained_report.parent / "metrics.json").read_text())["deep_path"]
-    assert ("this model is the wide path alone" in page) is not verdict["kept"]
+    # The tiny model's wide path reads no image, so its deep path is never dropped.
+    metrics = json.loads((trained_report.parent / "metrics.json").read_text())
+    assert "deep_path" not in metrics and "this model is the wide path alone" not in page
+    assert metrics["predicted_by"] == {"wide": ["text"], "deep": ["text", "image"]}
+    assert (
+        "Predictions come from the wide (linear) path, reading text; the deep path (encoders "
+        "and fusion), reading text and image." in page
+    )
     assert page.index("First stage: per epoch") < page.index("Second stage: per epoch")
     assert '<p id="figures-status"' in page and "naturalWidth" in page
 

@@ -158,6 +158,7 @@ def test_a_run_saves_a_frozen_wide_path_and_a_resumed_run_keeps_it(
     from tests.helpers import interrupt_train_at
 
     config = _wide_config(tiny_config)
+    config.model.modalities = ("text",)  # the wide path reads all of it: the deep path is judged
     config.training.early_stopping_patience = 10
     restore = interrupt_train_at(monkeypatch, epoch=1)
     with pytest.raises(RuntimeError, match="interrupted"):
@@ -405,14 +406,19 @@ def test_the_deep_path_is_dropped_if_it_does_worse_than_the_wide_path_on_val(
             np.testing.assert_allclose(saved.predict(features, verbose=0), linear, atol=1e-5)
 
 
-@pytest.mark.parametrize("drop", [True, False])
+@pytest.mark.parametrize(
+    "drop, modalities, judged",
+    [(True, ("text",), True), (False, ("text",), False), (True, ("text", "image"), False)],
+    ids=["drop", "no-drop", "wide-path-without-the-image"],
+)
 def test_a_second_stage_that_cannot_beat_the_first_stops_after_its_patience(
-    tiny_manifest, tiny_config, tmp_path, monkeypatch, drop
+    tiny_manifest, tiny_config, tmp_path, monkeypatch, capsys, drop, modalities, judged
 ):
     from multimodal_tf.training import fit
     from multimodal_tf.training.callbacks import ResumableEarlyStopping
 
     config = _wide_config(tiny_config)
+    config.model.modalities = modalities
     config.training.epochs, config.training.early_stopping_patience = 6, 2
     config.training.drop_deep_if_worse = drop
     # A first stage no epoch can beat (the verdict itself still reads the real log).
@@ -427,7 +433,13 @@ def test_a_second_stage_that_cannot_beat_the_first_stops_after_its_patience(
     monkeypatch.setattr(fit, "training_callbacks", recording)
     result = train(tiny_manifest, config, tmp_path / "run", verbose=0)
     epochs = len(list(csv.DictReader((tmp_path / "run" / "history.csv").open())))
-    assert stops[0].baseline == (1.01 if drop else None)
-    assert ("deep_path" in result.metrics) == drop  # told not to judge, it records no verdict
-    if drop:
-        assert epochs == 2
+    assert stops[0].baseline == (1.01 if judged else None)
+    # Told not to judge, or when dropping the deep path would drop the image (the wide path
+    # here reads only the text), it records no verdict and keeps the deep path.
+    assert ("deep_path" in result.metrics) == judged
+    assert ("image" in result.metrics["predicted_by"].get("deep", [])) == ("image" in modalities)
+    assert ("training.drop_deep_if_worse never drops a modality" in capsys.readouterr().out) == (
+        drop and not judged
+    )
+    if judged:  # stopped once its patience ran out below the baseline, long before epoch 6
+        assert epochs <= config.training.early_stopping_patience + 1
