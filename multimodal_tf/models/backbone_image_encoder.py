@@ -138,7 +138,9 @@ class BackboneImageEncoder(BaseImageEncoder):
         preprocess_input = ARCHITECTURES[self.architecture].preprocess_input
         if preprocess_input is not None:
             images = preprocess_input(images)
-        return self.backbone(images, training=False)
+        # An export swaps in a copy with BatchNormalization folded (`serving_backbones`).
+        backbone = self.__dict__.get("_serving_backbone") or self.backbone
+        return backbone(images, training=False)
 
     @property
     def frozen_feature_map(self):

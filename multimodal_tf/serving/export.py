@@ -10,6 +10,7 @@ import tensorflow as tf
 
 from multimodal_tf.errors import DataError
 from multimodal_tf.models.classifier import MultimodalClassifier
+from multimodal_tf.models.folded_backbone import serving_backbones
 from multimodal_tf.models.wide_model import deep_path_is_silent
 from multimodal_tf.serving.warmup import default_warmup_samples, write_warmup_requests
 
@@ -38,7 +39,10 @@ def export_saved_model(
     The version folder is written beside its final place and renamed at the
     end, so TF Serving never sees half of it. A model whose deep path
     `training.drop_deep_if_worse` dropped serves its wide path alone (the
-    same probabilities, without computing the zeroed part).
+    same probabilities, without computing the zeroed part). A pretrained
+    backbone is served with each BatchNormalization folded into the
+    convolution before it (`folded_backbone.fold_batch_norms`): the same
+    function up to float rounding, 1.5-2x faster on a CPU.
 
     Bad images are refused per request, before decoding, with an
     `InvalidArgumentError` (HTTP 400 under TF Serving) that names every bad
@@ -107,37 +111,41 @@ def export_saved_model(
             )
         return served
 
-    archive = keras.export.ExportArchive()
-    archive.track(model)
-    archive.add_endpoint(
-        SIGNATURE,
-        serve,
-        input_signature=[
-            tf.TensorSpec([None], tf.string, name="text"),
-            tf.TensorSpec([None], tf.string, name="image"),
-        ],
-    )
-    _trace_once(archive, SIGNATURE)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=model_dir))
-    try:
-        archive.write_out(str(staging), verbose=verbose)
-        (staging / "assets.extra").mkdir(exist_ok=True)
-        lines = (
-            [f"{head}: {','.join(names)}" for head, names in heads.items()]
-            if not single
-            else model.class_names
+    # The served backbones have their BatchNormalizations folded into their convolutions.
+    with serving_backbones(model) as backbones:
+        archive = keras.export.ExportArchive()
+        archive.track(model)
+        for backbone in backbones:
+            archive.track(backbone)
+        archive.add_endpoint(
+            SIGNATURE,
+            serve,
+            input_signature=[
+                tf.TensorSpec([None], tf.string, name="text"),
+                tf.TensorSpec([None], tf.string, name="image"),
+            ],
         )
-        (staging / "assets.extra" / LABELS_FILE).write_text(
-            "\n".join(lines) + "\n", encoding="utf-8"
-        )
-        # Written before the rename, so TF Serving never loads the version without it.
-        samples = list(warmup_samples or default_warmup_samples())
-        texts, images = [text for text, _ in samples], [image for _, image in samples]
-        write_warmup_requests(staging, texts, images, model=model_dir.name)
-        os.rename(staging, target)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+        _trace_once(archive, SIGNATURE)
+        staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=model_dir))
+        try:
+            archive.write_out(str(staging), verbose=verbose)
+            (staging / "assets.extra").mkdir(exist_ok=True)
+            lines = (
+                [f"{head}: {','.join(names)}" for head, names in heads.items()]
+                if not single
+                else model.class_names
+            )
+            (staging / "assets.extra" / LABELS_FILE).write_text(
+                "\n".join(lines) + "\n", encoding="utf-8"
+            )
+            # Written before the rename, so TF Serving never loads the version without it.
+            samples = list(warmup_samples or default_warmup_samples())
+            texts, images = [text for text, _ in samples], [image for _, image in samples]
+            write_warmup_requests(staging, texts, images, model=model_dir.name)
+            os.rename(staging, target)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
     return target
 
 
