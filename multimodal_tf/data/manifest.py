@@ -202,7 +202,10 @@ def split_records(
 
 def _read_rows(path, encoding):
     # Undecodable bytes survive as surrogates, so they are reported per row and
-    # field instead of failing the whole file.
+    # field instead of failing the whole file. UTF-8 accepts and drops a leading
+    # byte-order mark, as Excel's "CSV UTF-8" writes one before the first column name.
+    if encoding.lower().replace("_", "-") in ("utf-8", "utf8"):
+        encoding = "utf-8-sig"
     suffix = path.suffix.lower()
     if suffix == ".csv":
         with path.open(newline="", encoding=encoding, errors="surrogateescape") as handle:

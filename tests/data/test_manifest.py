@@ -34,6 +34,20 @@ def test_reads_jsonl(folder):
     assert [r.split for r in records] == ["train", None]
 
 
+@pytest.mark.parametrize("suffix", [".csv", ".jsonl"])
+def test_a_utf8_byte_order_mark_is_read_as_utf8_says(folder, suffix):
+    # Excel's "CSV UTF-8" starts the file with U+FEFF, before the first column name.
+    rows = [row(text="café ☕"), row(id="2", image="images/b.png")]
+    if suffix == ".csv":
+        plain = write_manifest(folder, rows).read_text(encoding="utf-8")
+    else:
+        plain = "\n".join(json.dumps(r, ensure_ascii=False) for r in rows) + "\n"
+    path = folder / f"excel{suffix}"
+    path.write_bytes(b"\xef\xbb\xbf" + plain.encode("utf-8"))
+    records = read_manifest(path)
+    assert [(r.id, r.text) for r in records] == [("1", "café ☕"), ("2", "hello")]
+
+
 def test_missing_modalities_read_as_empty_text_and_no_image(folder):
     path = folder / "manifest.jsonl"
     rows = [row(text=None), row(id="2", image=""), row(id="3")]
