@@ -142,6 +142,8 @@ def export_saved_model(
             samples = list(warmup_samples or default_warmup_samples())
             texts, images = [text for text, _ in samples], [image for _, image in samples]
             write_warmup_requests(staging, texts, images, model=model_dir.name)
+            # mkdtemp makes it 0700; a model server running as another user must read it.
+            os.chmod(staging, 0o777 & ~_umask())
             os.rename(staging, target)
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
@@ -161,6 +163,12 @@ def _predicting_part(model):
         wide = model.wide_model()
         return wide, list(wide.input)  # built from a dict of named inputs
     return model, None
+
+
+def _umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def _trace_once(archive, endpoint):

@@ -1,6 +1,7 @@
 import csv
 import io
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -76,6 +77,16 @@ def test_versions_increase_and_are_never_overwritten(trained, tmp_path):
         export_saved_model(trained, tmp_path / "m", version=2)
     leftovers = [p.name for p in (tmp_path / "m").iterdir() if p.name.startswith(".")]
     assert leftovers == []
+
+
+def test_a_version_folder_has_the_permissions_the_umask_allows(trained, tmp_path):
+    # mkdtemp's 0700 would hide the version from a model server running as another user.
+    previous = os.umask(0o022)
+    try:
+        version_dir = export_saved_model(trained, tmp_path / "m")
+    finally:
+        os.umask(previous)
+    assert oct(version_dir.stat().st_mode & 0o777) == oct(0o755)
 
 
 def test_an_export_traces_the_serving_graph_once(trained, tmp_path, monkeypatch):
