@@ -96,6 +96,7 @@ def export_saved_model(
     predictor, predictor_inputs = _predicting_part(model)
 
     def serve(text, image):
+        text, image = checked_batch(text, image)
         image = checked_images(image, allow_empty=allow_missing)
         features = preprocessor({"text": text, "image": image})
         if predictor_inputs is not None:
@@ -186,6 +187,29 @@ def _trace_once(archive, endpoint):
     function = getattr(trackable, endpoint, None)
     if isinstance(function, tf.types.experimental.PolymorphicFunction):
         setattr(trackable, endpoint, function.get_concrete_function())
+
+
+def checked_batch(texts, images):
+    """Passes `texts` and `images` on once they are one non-empty batch, or fails saying so.
+
+    Without it an empty batch failed deep in the image encoder ("input depth
+    must be evenly divisible by filter depth") and batches of different
+    lengths in a concat.
+    """
+    num_texts, num_images = tf.size(texts), tf.size(images)
+    checks = [
+        tf.debugging.assert_positive(
+            num_texts, message="an empty batch: send at least one instance"
+        ),
+        tf.debugging.assert_equal(
+            num_texts,
+            num_images,
+            message="text and image must have one entry per instance, the same number of each "
+            "(texts, images)",
+        ),
+    ]
+    with tf.control_dependencies(checks):
+        return tf.identity(texts), tf.identity(images)
 
 
 def checked_images(images, allow_empty=True):

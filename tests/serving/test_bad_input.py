@@ -64,6 +64,17 @@ def test_undecodable_and_empty_images_are_named_then_the_next_request_is_served(
     np.testing.assert_allclose(out["probabilities"], expected, atol=1e-5)
 
 
+def test_an_empty_batch_and_batches_of_different_lengths_say_so(strict):
+    _, signature = strict
+    with pytest.raises(tf.errors.InvalidArgumentError, match="an empty batch: send at least"):
+        signature(text=tf.constant([], tf.string), image=tf.constant([], tf.string))
+    with pytest.raises(tf.errors.InvalidArgumentError) as error:
+        serve(signature, TEXTS[:3], IMAGES[:2])
+    assert "text and image must have one entry per instance" in error.value.message
+    assert "ConcatOp" not in error.value.message and "filter depth" not in error.value.message
+    assert serve(signature, TEXTS[:1], [JPEG])["probabilities"].shape == (1, 2)
+
+
 def test_a_truncated_jpeg_still_fails_but_without_an_index(strict):
     _, signature = strict
     with pytest.raises(tf.errors.InvalidArgumentError) as error:
