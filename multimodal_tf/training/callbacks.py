@@ -81,7 +81,7 @@ class AtomicBackupAndRestore(SavesModelToSave, keras.callbacks.BackupAndRestore)
         backup_dir.mkdir(parents=True, exist_ok=True)
         weights = f"epoch-{self._current_epoch:05d}.weights.h5"
         self.model.save_weights(backup_dir / weights, overwrite=True)
-        _write_atomic(
+        write_text_atomically(
             backup_dir / "training_metadata.json",
             json.dumps({"epoch": self._current_epoch, "weights": weights}),
         )
@@ -210,7 +210,7 @@ def resume_state(history_csv, initial_epoch, monitor=MONITOR):
     kept = [row for row in rows if int(row["epoch"]) < initial_epoch]
     if rows:
         text = _csv_text(list(rows[0]), kept)
-        _write_atomic(history_csv, text)
+        write_text_atomically(history_csv, text)
     kept_scores = [float(row[monitor]) for row in kept if row.get(monitor)]
     if not kept_scores:
         return (max(scores) if scores else None), 0
@@ -260,7 +260,26 @@ def _csv_text(fieldnames, rows):
     return "\n".join(lines) + "\n"
 
 
-def _write_atomic(path, text):
+def write_text_atomically(path, text):
+    """Writes `text` to a temporary file beside `path` and renames it over `path`."""
     temporary = Path(path).with_name(f".{Path(path).name}.tmp")
     temporary.write_text(text)
     os.replace(temporary, path)
+
+
+def save_model_atomically(model, path):
+    """`model.save(path)` through a temporary `.keras` file beside it and a rename.
+
+    A kill (or an error) while saving leaves the previous file whole, never half
+    of the new one; `export` and a resumed run read only complete files.
+
+    Example:
+    >>> save_model_atomically(model, run / "model.keras")  # doctest: +SKIP
+    """
+    path = Path(path)
+    temporary = path.with_name(f".saving-{path.name}")
+    try:
+        model.save(temporary)
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)

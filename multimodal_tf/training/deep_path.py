@@ -13,7 +13,12 @@ from pathlib import Path
 import keras
 import tensorflow as tf
 
-from multimodal_tf.training.callbacks import HISTORY_FILE, MONITOR, read_history
+from multimodal_tf.training.callbacks import (
+    HISTORY_FILE,
+    MONITOR,
+    read_history,
+    save_model_atomically,
+)
 from multimodal_tf.training.wide_first import WIDE_HISTORY_FILE
 
 
@@ -53,7 +58,7 @@ def keep_deep_path_if_better(model_file, folder, verbose=0, monitor=MONITOR):
     if not kept:
         model = keras.saving.load_model(model_file)
         silence_deep_path(model)
-        model.save(model_file)
+        save_model_atomically(model, model_file)
     if verbose or not kept:
         print(
             f"Best val {monitor.removeprefix('val_')}: wide path alone {wide:.4f}, with the "

@@ -5,7 +5,7 @@ from pathlib import Path
 import keras
 
 from multimodal_tf.models.ensemble import MultimodalEnsemble
-from multimodal_tf.training.callbacks import BACKUP_DIR
+from multimodal_tf.training.callbacks import BACKUP_DIR, save_model_atomically
 
 MEMBERS_DIR = "members"
 
@@ -57,7 +57,7 @@ def fit_ensemble(fit_member, run_dir, training, resuming, model_file="model.kera
     ensemble = MultimodalEnsemble(members, name="ensemble")
     # Compiled so `evaluate` works on it; the members' weights stay as they were selected.
     ensemble.compile(label_smoothing=training.label_smoothing)
-    ensemble.save(Path(run_dir) / model_file)
+    save_model_atomically(ensemble, Path(run_dir) / model_file)
     return resumed, ensemble
 
 

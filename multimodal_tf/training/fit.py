@@ -13,7 +13,13 @@ from multimodal_tf.config import RunConfig, load_config, save_config
 from multimodal_tf.data.source import TrainingData
 from multimodal_tf.errors import ConfigError
 from multimodal_tf.models.classifier import DEFAULT_HEAD, MultimodalClassifier
-from multimodal_tf.training.callbacks import BACKUP_DIR, HISTORY_FILE, training_callbacks
+from multimodal_tf.training.callbacks import (
+    BACKUP_DIR,
+    HISTORY_FILE,
+    save_model_atomically,
+    training_callbacks,
+    write_text_atomically,
+)
 from multimodal_tf.training.deep_path import (
     describe_prediction_parts,
     first_stage_best,
@@ -269,7 +275,7 @@ def train(manifest, config=None, output_dir="runs/latest", verbose=1):
     if data.multi_label:
         # Chosen on val only; saved in the head, so model.keras and exports carry them.
         chosen = tune_thresholds(model, dataset("val"))[DEFAULT_HEAD]
-        model.save(run_dir / MODEL_FILE)
+        save_model_atomically(model, run_dir / MODEL_FILE)
         chosen = [round(float(threshold), 6) for threshold in chosen]  # 0.45, not 0.4499999881
         metrics["thresholds"] = dict(zip(class_names, chosen, strict=True))
     splits = [name for name in ("val", "test") if source.has_split(name)]
@@ -286,7 +292,7 @@ def train(manifest, config=None, output_dir="runs/latest", verbose=1):
             {name: evaluate_dataset(member, dataset(name)) for name in splits}
             for member in model.members
         ]
-    (run_dir / METRICS_FILE).write_text(json.dumps(metrics, indent=2) + "\n")
+    write_text_atomically(run_dir / METRICS_FILE, json.dumps(metrics, indent=2) + "\n")
     write_run_record(
         run_dir,
         train_seconds=train_seconds,

@@ -443,3 +443,29 @@ def test_a_second_stage_that_cannot_beat_the_first_stops_after_its_patience(
     )
     if judged:  # stopped once its patience ran out below the baseline, long before epoch 6
         assert epochs <= config.training.early_stopping_patience + 1
+
+
+def test_dropping_the_deep_path_never_leaves_a_half_written_model(tmp_path, monkeypatch):
+    from multimodal_tf.training.deep_path import keep_deep_path_if_better
+    from tests.models.test_classifier import tiny_model
+
+    tiny_model(text_encoder="bag", wide=True).save(tmp_path / "model.keras")
+    before = (tmp_path / "model.keras").read_bytes()
+    _write_log(tmp_path / WIDE_HISTORY_FILE, [0.6])
+    _write_log(tmp_path / "history.csv", [0.5])  # worse: the deep path is dropped, re-saved
+
+    def killed_while_saving(self, filepath, *args, **kwargs):
+        with open(filepath, "wb") as handle:
+            handle.write(b"PK\x03\x04 the first bytes of a .keras zip")
+        raise KeyboardInterrupt("killed while saving")
+
+    monkeypatch.setattr(keras.Model, "save", killed_while_saving)
+    with pytest.raises(KeyboardInterrupt):
+        keep_deep_path_if_better(tmp_path / "model.keras", tmp_path)
+    # The old file, whole; no temporary file left for a later step to trip on.
+    assert (tmp_path / "model.keras").read_bytes() == before
+    assert sorted(path.name for path in tmp_path.iterdir()) == [
+        "history.csv",
+        "model.keras",
+        WIDE_HISTORY_FILE,
+    ]
