@@ -11,6 +11,7 @@ from multimodal_tf.config import DataConfig, ModelConfig
 from multimodal_tf.data.commands import demo_data_command, prepare_command, validate_command
 from multimodal_tf.errors import MultimodalTFError
 from multimodal_tf.serving.commands import export_command, serving_config_command
+from multimodal_tf.training.weights_commands import weights_install_command, weights_list_command
 
 
 def main(argv=None):
@@ -277,7 +278,7 @@ def _build_parser():
     install.add_argument(
         "--overwrite", action="store_true", help="Replace an installed file with other weights."
     )
-    install.set_defaults(handler=_weights_install)
+    install.set_defaults(handler=weights_install_command)
     listing = actions.add_parser(
         "list",
         help="Show the installed weights and what a config needs.",
@@ -285,7 +286,7 @@ def _build_parser():
         "the default config (or --config) needs is there.",
     )
     listing.add_argument("--config", help="A run config (default: the defaults).")
-    listing.set_defaults(handler=_weights_list)
+    listing.set_defaults(handler=weights_list_command)
     return parser
 
 
@@ -398,53 +399,6 @@ def _predict(args):
     if "accuracy" in summary:
         line += f" (accuracy against the manifest's labels: {summary['accuracy']:.4f})"
     print(line)
-    return 0
-
-
-def _weights_install(args):
-    from multimodal_tf.models.backbone_weights import install_weights
-
-    path, status = install_weights(args.file, args.backbone, args.alpha, args.overwrite)
-    print(f"{status}: {path}")
-    print("A run with image_weights: imagenet and this backbone now loads it, with no download.")
-    return 0
-
-
-def _weights_list(args):
-    from multimodal_tf.config import load_config
-    from multimodal_tf.models.backbone_weights import (
-        imagenet_weights_file,
-        installed_weights,
-        keras_cache_dir,
-    )
-    from multimodal_tf.training.run_model import image_weights_for
-
-    print(f"Keras cache: {keras_cache_dir()}")
-    installed = [spec for spec, present in installed_weights() if present]
-    for spec in installed:
-        size = spec.path.stat().st_size / 2**20
-        print(f"  {spec.describe():28s} {spec.file_name} ({size:.1f} MB)")
-    if not installed:
-        print("  (no ImageNet backbone files)")
-    model = load_config(args.config).model
-    which = f"the config {args.config}" if args.config else "the default config"
-    weights = image_weights_for(model)
-    if weights is None:
-        print(f"{which} needs no backbone weights.")
-    elif weights != "imagenet":
-        state = "present" if Path(weights).is_file() else "MISSING"
-        print(f"{which} loads its own file: {weights} ({state})")
-    else:
-        spec = imagenet_weights_file(model.image_encoder, model.backbone_alpha)
-        state = "installed" if spec.path.is_file() else "not installed"
-        print(f"{which} needs {spec.describe()}: {spec.path} ({state})")
-        if not spec.path.is_file():
-            print(
-                f"  A run downloads it from {spec.url}; without network, install a copy with "
-                f"`multimodal-tf weights install FILE --backbone {model.image_encoder}"
-                + (f" --alpha {spec.alpha:g}" if "mobilenet" in model.image_encoder else "")
-                + "`."
-            )
     return 0
 
 

@@ -16,14 +16,20 @@ import dataclasses
 import os
 import shutil
 import socket
-import tempfile
-import warnings
 from pathlib import Path
 
 import h5py
 import numpy as np
 
 from multimodal_tf.errors import ConfigError
+from multimodal_tf.files import current_umask, temporary_path_next_to
+from multimodal_tf.models.weights_layout import (
+    bare_backbone,
+    check_weights_fit,
+    is_keras3_layout,
+    load_quietly,
+    write_legacy_h5,
+)
 
 #: How long a download may wait for the server before it counts as no network.
 DOWNLOAD_TIMEOUT_SECONDS = 20
@@ -59,6 +65,11 @@ class WeightsFile:
     def describe(self):
         alpha = f" alpha {self.alpha:g}" if "mobilenet" in self.architecture else ""
         return f"{self.architecture}{alpha}"
+
+    def install_command(self):
+        """The `multimodal-tf weights install` command that puts a copy of this file in place."""
+        alpha = f" --alpha {self.alpha:g}" if "mobilenet" in self.architecture else ""
+        return f"multimodal-tf weights install FILE --backbone {self.architecture}{alpha}"
 
 
 def keras_cache_dir():
@@ -174,11 +185,9 @@ def resolve_backbone_weights(weights, architecture, alpha=1.0, download=True):
         f"(KERAS_HOME sets the cache's folder). Downloading it from {spec.url} failed: "
         f"{failure}. Ways out: "
         f"(1) on a machine with network, fetch that URL (or run once with network) and "
-        f"install the file here with `multimodal-tf weights install FILE --backbone "
-        f"{architecture}"
-        + (f" --alpha {spec.alpha:g}" if "mobilenet" in architecture else "")
-        + "`; (2) set model.image_weights to the path of a local weights file for this "
-        "backbone; (3) set model.image_encoder: conv, the encoder trained from scratch, "
+        f"install the file here with `{spec.install_command()}`; (2) set "
+        "model.image_weights to the path of a local weights file for this backbone; (3) set "
+        "model.image_encoder: conv, the encoder trained from scratch, "
         "which needs no weights."
     )
 
@@ -226,14 +235,14 @@ def install_weights(source, architecture="mobilenet_v2", alpha=1.0, overwrite=Fa
     check_weights_file(source)
     model = bare_backbone(architecture, spec.alpha)
     check_weights_fit(source, model, spec.describe())
-    _load_quietly(model, source)
+    load_quietly(model, source)
     target = spec.path
     status = "installed"
     if target.is_file():
         installed = bare_backbone(architecture, spec.alpha)
         try:
             check_weights_fit(target, installed, spec.describe())
-            _load_quietly(installed, target)
+            load_quietly(installed, target)
             same = all(
                 np.array_equal(a, b)
                 for a, b in zip(model.get_weights(), installed.get_weights(), strict=True)
@@ -249,12 +258,12 @@ def install_weights(source, architecture="mobilenet_v2", alpha=1.0, overwrite=Fa
             )
         status = "replaced"
     target.parent.mkdir(parents=True, exist_ok=True)
-    with _temporary_next_to(target) as partial:
-        if _is_keras3_layout(source):
-            _write_legacy_h5(model, partial)
+    with temporary_path_next_to(target) as partial:
+        if is_keras3_layout(source):
+            write_legacy_h5(model, partial)
         else:
             shutil.copyfile(source, partial)
-        os.chmod(partial, 0o666 & ~_umask())  # mkstemp's 0600 would hide it from other users
+        os.chmod(partial, 0o666 & ~current_umask())  # mkstemp's 0600 would hide it from other users
         os.replace(partial, target)
     return target, status
 
@@ -262,54 +271,6 @@ def install_weights(source, architecture="mobilenet_v2", alpha=1.0, overwrite=Fa
 def installed_weights():
     """`(WeightsFile, installed: bool)` for every file Keras could use, in the Keras cache."""
     return [(spec, spec.path.is_file()) for spec in known_weights_files()]
-
-
-def bare_backbone(architecture, alpha=1.0):
-    """The `keras.applications` model without top or weights, as the encoder builds it."""
-    from multimodal_tf.models.backbone_image_encoder import ARCHITECTURES
-
-    constructor, takes_alpha, _ = ARCHITECTURES[architecture]
-    options = {"alpha": alpha} if takes_alpha else {}
-    return constructor(include_top=False, weights=None, input_shape=(None, None, 3), **options)
-
-
-def check_weights_fit(path, model, what):
-    """Raises `ConfigError` naming the first layer whose weights in `path` differ from `model`'s.
-
-    Reads both layouts Keras writes: Keras' own `.h5` (layers by name, loaded
-    in order) and the Keras 3 `.weights.h5` (layers by class name and order).
-
-    Args:
-        path: str or Path. The weights file.
-        model: a Keras model built as the file should fit it.
-        what: str. The architecture, as the message names it.
-    """
-    expected = [
-        (layer.name, [tuple(weight.shape) for weight in layer.weights])
-        for layer in model.layers
-        if layer.weights
-    ]
-    try:
-        with h5py.File(path, "r") as handle:
-            found = (
-                _keras3_layers(handle, model) if _is_keras3_layout(path) else _legacy_layers(handle)
-            )
-    except OSError as error:
-        raise ConfigError(f"{path} is not a readable HDF5 weights file: {error}") from None
-    for (name, shapes), (file_name, file_shapes) in zip(expected, found, strict=False):
-        if shapes != file_shapes:
-            raise ConfigError(
-                f"{path} does not hold {what} weights: layer {name!r} has weights of shapes "
-                f"{_shapes(shapes)}, and the file's layer {file_name!r} holds "
-                f"{_shapes(file_shapes)}."
-            )
-    if len(found) != len(expected):
-        extra = (found if len(found) > len(expected) else expected)[min(len(found), len(expected))]
-        raise ConfigError(
-            f"{path} does not hold {what} weights: the file has weights for {len(found)} "
-            f"layers and {what} has {len(expected)} layers with weights (first unmatched: "
-            f"{extra[0]!r}, {_shapes(extra[1])})."
-        )
 
 
 def _check_alpha(architecture, alpha, published):
@@ -364,78 +325,3 @@ def _download(spec):
     finally:
         socket.setdefaulttimeout(previous)
     return None
-
-
-def _is_keras3_layout(path):
-    return str(path).endswith(".weights.h5")
-
-
-def _legacy_layers(handle):
-    if "model_weights" in handle:  # a whole model saved by Keras 2
-        handle = handle["model_weights"]
-    layers = []
-    for name in _strings(handle.attrs.get("layer_names", [])):
-        group = handle[name]
-        weight_names = _strings(group.attrs.get("weight_names", []))
-        if weight_names:
-            layers.append((name, [tuple(group[weight].shape) for weight in weight_names]))
-    return layers
-
-
-def _keras3_layers(handle, model):
-    """The file's layers in `model.layers` order, keyed as Keras 3 saves a functional model."""
-    from keras.src.utils.naming import to_snake_case
-
-    stored = handle.get("layers", {})
-    used, layers = {}, []
-    for layer in model.layers:
-        key = to_snake_case(layer.__class__.__name__)
-        if key in used:
-            used[key] += 1
-            key = f"{key}_{used[key]}"
-        else:
-            used[key] = 0
-        variables = stored[key]["vars"] if key in stored and "vars" in stored[key] else {}
-        shapes = [tuple(variables[str(index)].shape) for index in range(len(variables))]
-        if shapes or layer.weights:
-            layers.append((key, shapes))
-    return layers
-
-
-def _write_legacy_h5(model, path):
-    from keras.src.legacy.saving.legacy_h5_format import save_weights_to_hdf5_group
-
-    with h5py.File(path, "w") as handle:
-        save_weights_to_hdf5_group(handle, model)
-
-
-def _load_quietly(model, path):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        model.load_weights(str(path))
-
-
-@contextlib.contextmanager
-def _temporary_next_to(target):
-    """A temporary path in `target`'s folder, removed if it is still there afterwards."""
-    handle, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
-    os.close(handle)
-    try:
-        yield name
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(name)
-
-
-def _umask():
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def _strings(values):
-    return [value.decode("utf8") if isinstance(value, bytes) else str(value) for value in values]
-
-
-def _shapes(shapes):
-    return "[" + ", ".join(str(tuple(shape)) for shape in shapes) + "]" if shapes else "none"

@@ -95,6 +95,14 @@ def deep_path_is_silent(classifier):
     return True
 
 
+def silence_deep_path(model):
+    """Zeroes every head's own kernel and bias: its logits are then the wide path's alone."""
+    for name in model.head_names:
+        head = model.get_layer(name)
+        for weight in (head.kernel, head.bias):
+            weight.assign(keras.ops.zeros_like(weight))
+
+
 def wide_path_layers(heads_classes, preprocessor, wide, wide_image, l2):
     """The wide path's layers of each head: `({head: WideTextLogits}, {head: WideImageLogits})`.
 

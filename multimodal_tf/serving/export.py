@@ -9,6 +9,7 @@ import keras
 import tensorflow as tf
 
 from multimodal_tf.errors import DataError
+from multimodal_tf.files import current_umask
 from multimodal_tf.models.classifier import MultimodalClassifier
 from multimodal_tf.models.folded_backbone import serving_backbones
 from multimodal_tf.models.wide_model import deep_path_is_silent
@@ -144,7 +145,7 @@ def export_saved_model(
             texts, images = [text for text, _ in samples], [image for _, image in samples]
             write_warmup_requests(staging, texts, images, model=model_dir.name)
             # mkdtemp makes it 0700; a model server running as another user must read it.
-            os.chmod(staging, 0o777 & ~_umask())
+            os.chmod(staging, 0o777 & ~current_umask())
             os.rename(staging, target)
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
@@ -164,12 +165,6 @@ def _predicting_part(model):
         wide = model.wide_model()
         return wide, list(wide.input)  # built from a dict of named inputs
     return model, None
-
-
-def _umask():
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def _trace_once(archive, endpoint):

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import keras
 
+from multimodal_tf.files import write_text_atomically
+
 BACKUP_DIR = "backup"
 MONITOR = "val_macro_f1"
 #: The `CSVLogger` epoch log of a run (or ensemble member) folder.
@@ -258,13 +260,6 @@ def _csv_text(fieldnames, rows):
     lines = [",".join(fieldnames)]
     lines += [",".join(row[name] for name in fieldnames) for row in rows]
     return "\n".join(lines) + "\n"
-
-
-def write_text_atomically(path, text):
-    """Writes `text` to a temporary file beside `path` and renames it over `path`."""
-    temporary = Path(path).with_name(f".{Path(path).name}.tmp")
-    temporary.write_text(text)
-    os.replace(temporary, path)
 
 
 def save_model_atomically(model, path):

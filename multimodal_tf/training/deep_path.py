@@ -11,8 +11,8 @@ verdict to each run or ensemble member; `tune()` scores a trial by it.
 from pathlib import Path
 
 import keras
-import tensorflow as tf
 
+from multimodal_tf.models.wide_model import silence_deep_path
 from multimodal_tf.training.callbacks import (
     HISTORY_FILE,
     MONITOR,
@@ -72,6 +72,29 @@ def keep_deep_path_if_better(model_file, folder, verbose=0, monitor=MONITOR):
             )
         )
     return {"wide": round(wide, 6), "deep": round(deep, 6), "kept": kept}
+
+
+def judges_deep_path(model, training):
+    """Whether `training.drop_deep_if_worse` judges this model's deep path after both stages.
+
+    It does when asked to, with a wide path trained first (`training.wide_epochs`)
+    that reads every modality the model reads; `train()` and `tune()` both ask
+    here. When only the modality stops it, the run says so.
+
+    Args:
+        model: `MultimodalClassifier`.
+        training: `TrainingConfig`.
+    """
+    if not (training.drop_deep_if_worse and model.wide and training.wide_epochs):
+        return False
+    if not wide_path_reads_every_modality(model):
+        print(
+            "The wide path reads only the text, so the rest of the model, which reads "
+            "the image, is kept whatever val says (training.drop_deep_if_worse never "
+            "drops a modality)."
+        )
+        return False
+    return True
 
 
 def wide_path_reads_every_modality(model):
@@ -138,14 +161,6 @@ def deep_path_kept(wide, deep):
     Both are a stage's best validation score; a tie keeps the model the user asked for.
     """
     return deep >= wide
-
-
-def silence_deep_path(model):
-    """Zeroes every head's own kernel and bias: its logits are then the wide path's alone."""
-    for name in model.head_names:
-        head = model.get_layer(name)
-        for weight in (head.kernel, head.bias):
-            weight.assign(tf.zeros_like(weight))
 
 
 def _best(history_csv, monitor):

@@ -12,20 +12,20 @@ import tensorflow as tf
 from multimodal_tf.config import RunConfig, load_config, save_config
 from multimodal_tf.data.source import TrainingData
 from multimodal_tf.errors import ConfigError
+from multimodal_tf.files import write_text_atomically
 from multimodal_tf.models.classifier import DEFAULT_HEAD, MultimodalClassifier
 from multimodal_tf.training.callbacks import (
     BACKUP_DIR,
     HISTORY_FILE,
     save_model_atomically,
     training_callbacks,
-    write_text_atomically,
 )
 from multimodal_tf.training.deep_path import (
     describe_prediction_parts,
     first_stage_best,
+    judges_deep_path,
     keep_deep_path_if_better,
     prediction_parts,
-    wide_path_reads_every_modality,
 )
 from multimodal_tf.training.distribute import every_worker_sees_all, make_strategy, shard_by_data
 from multimodal_tf.training.ensemble import fit_ensemble, member_dir
@@ -206,14 +206,7 @@ def train(manifest, config=None, output_dir="runs/latest", verbose=1):
                 verbose=verbose,
                 shared=shared,
             )
-        dropping_deep = training.drop_deep_if_worse and model.wide and training.wide_epochs
-        if dropping_deep and not wide_path_reads_every_modality(model):
-            dropping_deep = False
-            print(
-                "The wide path reads only the text, so the rest of the model, which reads "
-                "the image, is kept whatever val says (training.drop_deep_if_worse never "
-                "drops a modality)."
-            )
+        dropping_deep = judges_deep_path(model, training)
         if dropping_deep:
             first_stage["best"] = first_stage_best(folder)
             if verbose and first_stage["best"] is not None:

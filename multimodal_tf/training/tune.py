@@ -18,7 +18,7 @@ from multimodal_tf.data.source import TrainingData
 from multimodal_tf.errors import ConfigError, DataError
 from multimodal_tf.layers.fusion import FUSIONS
 from multimodal_tf.training.callbacks import ResumableEarlyStopping, SavesModelToSave
-from multimodal_tf.training.deep_path import deep_path_kept, wide_path_reads_every_modality
+from multimodal_tf.training.deep_path import deep_path_kept, judges_deep_path
 from multimodal_tf.training.feature_maps import fit_second_stage
 from multimodal_tf.training.run_model import (
     adapted_preprocessor,
@@ -153,8 +153,8 @@ def tune(manifest, config=None, trials=10, output_dir="runs/tune", search_space=
                 dataset("val", text_only=text_only),
             ),
         )
-        if not wide_path_reads_every_modality(model):
-            wide_best.clear()  # as in train(): dropping the deep path would drop a modality
+        if not judges_deep_path(model, training):
+            wide_best.clear()  # as in train(): a deep path not judged is not scored against it
         return model
 
     def dataset(split, shuffle=False, text_only=False):

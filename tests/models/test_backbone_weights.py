@@ -21,6 +21,7 @@ import pytest
 
 from multimodal_tf.cli import main
 from multimodal_tf.errors import ConfigError
+from multimodal_tf.files import current_umask
 from multimodal_tf.models.backbone_weights import (
     imagenet_weights_file,
     install_weights,
@@ -112,7 +113,7 @@ def test_install_refuses_a_file_that_is_not_hdf5(empty_cache, tmp_path):
 def test_install_never_overwrites_other_weights_unless_asked(empty_cache, tmp_path):
     path, status = install_weights(MOBILENET_FILE, "mobilenet_v2", 0.35)
     assert (path, status) == (empty_cache / KERAS_NAME, "installed")
-    assert oct(path.stat().st_mode & 0o777) == oct(0o666 & ~_umask())
+    assert oct(path.stat().st_mode & 0o777) == oct(0o666 & ~current_umask())
     assert install_weights(MOBILENET_FILE, "mobilenet_v2", 0.35)[1] == "already installed"
     # Other weights of the same backbone: refused, then replaced when asked.
     other = keras.applications.MobileNetV2(
@@ -264,9 +265,3 @@ def test_the_conv_encoder_needs_no_weights_and_refuses_a_file():
     assert image_weights_for(ModelConfig(modalities=("text",))) is None
     with pytest.raises(ConfigError, match="image_encoder: conv is trained from scratch"):
         image_weights_for(ModelConfig(image_encoder="conv", image_weights="w.h5"))
-
-
-def _umask():
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
