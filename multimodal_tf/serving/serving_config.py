@@ -37,7 +37,8 @@ docker run --rm -p 8500:8500 -p 8501:8501 \\
   --model_config_file=/config/models.config \\
   --model_config_file_poll_wait_seconds=60 \\
   --enable_batching=true \\
-  --batching_parameters_file=/config/batching_parameters.txt
+  --batching_parameters_file=/config/batching_parameters.txt \\
+  --tensorflow_intra_op_parallelism=1
 """
 """How to serve `saved_models/<name>/<version>` with the files of `write_serving_config`.
 
@@ -46,7 +47,10 @@ Run from the folder holding `saved_models/` and `serving/` (written with
 `models.config` are paths inside the container. gRPC answers on 8500, REST on
 8501 (`POST /v1/models/demo:predict` or, with labels,
 `/v1/models/demo/labels/stable:predict`). The server re-reads `models.config`
-every 60 s, so a new label or version policy needs no restart.
+every 60 s, so a new label or version policy needs no restart. One intra-op
+thread per request: the batch threads (one per CPU) already keep every core busy
+under load, and a lone request on a small CPU model waits less for one thread than
+for a pool (benchmarks/results/serving.md).
 """
 
 

@@ -104,5 +104,6 @@ def test_docker_command_mounts_both_files():
         "--model_config_file=/config/models.config",
         "--enable_batching=true",
         "--batching_parameters_file=/config/batching_parameters.txt",
+        "--tensorflow_intra_op_parallelism=1",
     ):
         assert flag in DOCKER_COMMAND
