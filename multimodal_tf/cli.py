@@ -7,7 +7,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from multimodal_tf.config import DataConfig, ModelConfig
+from multimodal_tf.config import MAX_TEXT_BYTES, DataConfig, ModelConfig
 from multimodal_tf.data.commands import demo_data_command, prepare_command, validate_command
 from multimodal_tf.errors import MultimodalTFError
 from multimodal_tf.serving.commands import export_command, serving_config_command
@@ -195,6 +195,20 @@ def _build_parser():
         "--warmup-manifest",
         help="Build the TF Serving warm-up requests from the first rows of this manifest "
         "(default: built-in samples).",
+    )
+    export.add_argument(
+        "--max-pixels",
+        type=int,
+        help="Refuse images whose header declares more pixels (width x height), before "
+        "decoding (default: the run's data.max_pixels, "
+        f"{DataConfig.max_pixels} unless set).",
+    )
+    export.add_argument(
+        "--max-text-bytes",
+        type=int,
+        default=MAX_TEXT_BYTES,
+        help="Read each text's first N UTF-8 bytes; the rest is cut off before "
+        f"standardization (default: {MAX_TEXT_BYTES}).",
     )
     export.set_defaults(handler=export_command)
 

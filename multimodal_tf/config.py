@@ -14,6 +14,12 @@ import yaml
 
 from multimodal_tf.errors import ConfigError
 
+# What an exported model reads of a text, in UTF-8 bytes; the rest is cut off before
+# any standardization (`multimodal-tf export --max-text-bytes`). About 3,000 words: far
+# above a post, a caption or a review, and it bounds the work and memory of a request
+# (a 1 MB text cost 0.5-0.7 s and 300 MB that the serving process kept).
+MAX_TEXT_BYTES = 20_000
+
 
 @dataclasses.dataclass
 class DataConfig:

@@ -35,6 +35,8 @@ def export_command(args):
         # A bare .keras file: let export decide from the model (modality dropout).
         allow_missing=run_config.data.allow_missing_modalities if run_config else None,
         warmup_samples=samples,
+        max_pixels=args.max_pixels or (run_config or load_config(None)).data.max_pixels,
+        max_text_bytes=args.max_text_bytes,
     )
     print(f"exported {path}")
     return 0

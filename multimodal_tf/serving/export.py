@@ -8,6 +8,7 @@ from pathlib import Path
 import keras
 import tensorflow as tf
 
+from multimodal_tf.config import MAX_TEXT_BYTES, DataConfig
 from multimodal_tf.errors import DataError
 from multimodal_tf.files import current_umask
 from multimodal_tf.models.classifier import MultimodalClassifier
@@ -23,7 +24,14 @@ _HEX = [f"{byte:02x}" for byte in range(256)]
 
 
 def export_saved_model(
-    model, model_dir, version=None, verbose=False, allow_missing=None, warmup_samples=None
+    model,
+    model_dir,
+    version=None,
+    verbose=False,
+    allow_missing=None,
+    warmup_samples=None,
+    max_pixels=DataConfig.max_pixels,
+    max_text_bytes=MAX_TEXT_BYTES,
 ):
     """Writes `model_dir/<version>/`, a SavedModel whose graph does all preprocessing.
 
@@ -54,6 +62,15 @@ def export_saved_model(
     with a bad chunk) still fail inside the shared decoder, with TensorFlow's
     own message and no instance index: no core op decodes without raising.
 
+    Requests are bounded before any work: each image's width and height are
+    read from its header (core ops: `tf.io.extract_jpeg_shape` for JPEG, the
+    fixed header fields of PNG, GIF and BMP) and an image over `max_pixels`
+    is refused before it is decoded (`image 1 of 2: 20000x20000 pixels, over
+    the limit of 40000000`), so a small file that declares a huge image costs
+    nothing. Texts are cut to their first `max_text_bytes` UTF-8 bytes before
+    standardization (a character cut in half becomes U+FFFD, as any invalid
+    UTF-8 does).
+
     Args:
         model: `MultimodalClassifier`. Carries its preprocessor.
         model_dir: str or Path. The model's folder (`saved_models/<name>`).
@@ -65,6 +82,9 @@ def export_saved_model(
             was trained with `modality_dropout` or does not read images.
         warmup_samples: list of `(text, image bytes)` or None. Warm-up requests
             are built from them; `None` uses `warmup.default_warmup_samples()`.
+        max_pixels: int. Largest width x height served; the training default
+            is the same (`data.max_pixels`).
+        max_text_bytes: int. UTF-8 bytes of each text that the graph reads.
 
     Returns:
         Path of the version folder.
@@ -88,6 +108,11 @@ def export_saved_model(
             f"{target} already exists; TF Serving versions are immutable. "
             "Pick another --version or leave it out to use the next one."
         )
+    if int(max_pixels) < 1 or int(max_text_bytes) < 1:
+        raise DataError(
+            f"max_pixels and max_text_bytes are positive; received {max_pixels} and "
+            f"{max_text_bytes}."
+        )
     if allow_missing is None:
         allow_missing = model.modality_dropout > 0 or "image" not in model.modalities
     preprocessor = model.preprocessor
@@ -98,7 +123,8 @@ def export_saved_model(
 
     def serve(text, image):
         text, image = checked_batch(text, image)
-        image = checked_images(image, allow_empty=allow_missing)
+        image = checked_images(image, allow_empty=allow_missing, max_pixels=max_pixels)
+        text = tf.strings.substr(text, 0, int(max_text_bytes))
         features = preprocessor({"text": text, "image": image})
         if predictor_inputs is not None:
             features = {name: features[name] for name in predictor_inputs}
@@ -207,15 +233,18 @@ def checked_batch(texts, images):
         return tf.identity(texts), tf.identity(images)
 
 
-def checked_images(images, allow_empty=True):
+def checked_images(images, allow_empty=True, max_pixels=None):
     """Passes a batch of encoded images on, or fails naming each bad one and why.
 
     Args:
         images: tf.string tensor `[batch]`. Encoded image bytes.
         allow_empty: bool. An empty string (a sample without an image) is fine.
+        max_pixels: int or None. Refuse an image whose header declares more
+            than this many pixels (width x height), before it is decoded.
 
     Returns:
-        `images`, once every one starts with JPEG, PNG, GIF or BMP magic bytes.
+        `images`, once every one starts with JPEG, PNG, GIF or BMP magic bytes
+        (and, with `max_pixels`, declares at most that many pixels).
 
     Example:
     >>> checked_images(tf.constant([b"BM..."])).shape
@@ -236,8 +265,81 @@ def checked_images(images, allow_empty=True):
         lambda: tf.constant(""),
     )
     assertion = tf.debugging.Assert(tf.logical_not(tf.reduce_any(bad)), [message])
+    if max_pixels is None:
+        with tf.control_dependencies([assertion]):
+            return tf.identity(images)
     with tf.control_dependencies([assertion]):
+        # Read only once every image is known to start like a supported format.
+        height, width = header_sizes(images)
+    too_big = height * width > int(max_pixels)
+    message = tf.cond(
+        tf.reduce_any(too_big),
+        lambda: _too_big_message(height, width, too_big, max_pixels),
+        lambda: tf.constant(""),
+    )
+    size_assertion = tf.debugging.Assert(tf.logical_not(tf.reduce_any(too_big)), [message])
+    with tf.control_dependencies([size_assertion]):
         return tf.identity(images)
+
+
+def header_sizes(images):
+    """`(height, width)` of each encoded image, int64 `[batch]`, read from its header.
+
+    JPEG through `tf.io.extract_jpeg_shape` (which reads the markers up to the
+    frame header and decodes nothing), PNG, GIF and BMP from their fixed header
+    fields. Empty strings and other bytes give 0 x 0.
+
+    Args:
+        images: tf.string tensor `[batch]`. Encoded image bytes.
+
+    Returns:
+        Two int64 tensors `[batch]`: heights and widths.
+
+    Example:
+    >>> png = tf.io.encode_png(tf.zeros([3, 5, 3], tf.uint8))
+    >>> [int(size[0]) for size in header_sizes(tf.stack([png]))]
+    [3, 5]
+    """
+    head = tf.cast(tf.io.decode_raw(images, tf.uint8, fixed_length=26), tf.int64)
+
+    def big_endian(start, count):
+        return sum(head[:, start + i] * 256 ** (count - 1 - i) for i in range(count))
+
+    def little_endian(start, count):
+        return sum(head[:, start + i] * 256**i for i in range(count))
+
+    def signed32(value):  # a top-down BMP stores a negative height
+        return tf.abs(tf.where(value >= 2**31, value - 2**32, value))
+
+    is_png = tf.strings.substr(images, 0, 8) == IMAGE_MAGIC[1]
+    is_gif = tf.logical_or(
+        tf.strings.substr(images, 0, 6) == IMAGE_MAGIC[2],
+        tf.strings.substr(images, 0, 6) == IMAGE_MAGIC[3],
+    )
+    is_bmp = tf.strings.substr(images, 0, 2) == IMAGE_MAGIC[4]
+    height = tf.where(is_png, big_endian(20, 4), 0)
+    width = tf.where(is_png, big_endian(16, 4), 0)
+    height = tf.where(is_gif, little_endian(8, 2), height)
+    width = tf.where(is_gif, little_endian(6, 2), width)
+    height = tf.where(is_bmp, signed32(little_endian(22, 4)), height)
+    width = tf.where(is_bmp, signed32(little_endian(18, 4)), width)
+
+    def jpeg_size(image):
+        return tf.cond(
+            tf.io.is_jpeg(image),
+            lambda: tf.cast(tf.io.extract_jpeg_shape(image)[:2], tf.int64),
+            lambda: tf.zeros([2], tf.int64),
+        )
+
+    is_jpeg = tf.strings.substr(images, 0, 3) == IMAGE_MAGIC[0]
+    jpeg = tf.cond(
+        tf.reduce_any(is_jpeg),
+        lambda: tf.map_fn(jpeg_size, images, fn_output_signature=tf.int64),
+        lambda: tf.zeros([tf.size(images), 2], tf.int64),
+    )
+    height = tf.where(is_jpeg, jpeg[:, 0], height)
+    width = tf.where(is_jpeg, jpeg[:, 1], width)
+    return height, width
 
 
 def _bad_image_message(images, empty, bad):
@@ -256,6 +358,24 @@ def _bad_image_message(images, empty, bad):
         ["image ", tf.strings.as_string(tf.range(tf.size(images))), " of ", count, ": ", reasons]
     )
     return tf.strings.reduce_join(tf.boolean_mask(lines, bad), separator="; ")
+
+
+def _too_big_message(height, width, too_big, max_pixels):
+    count = tf.strings.as_string(tf.size(height))
+    lines = tf.strings.join(
+        [
+            "image ",
+            tf.strings.as_string(tf.range(tf.size(height))),
+            " of ",
+            count,
+            ": ",
+            tf.strings.as_string(width),
+            "x",
+            tf.strings.as_string(height),
+            f" pixels, over the limit of {int(max_pixels)}",
+        ]
+    )
+    return tf.strings.reduce_join(tf.boolean_mask(lines, too_big), separator="; ")
 
 
 def _labels(probabilities, class_names, head, multi_label):
