@@ -6,6 +6,7 @@ import dataclasses
 import json
 import os
 import random
+import warnings
 from pathlib import Path
 
 from multimodal_tf.data.labels import split_labels
@@ -17,11 +18,20 @@ SPLITS = ("train", "val", "test")
 
 
 @dataclasses.dataclass(frozen=True)
+class _BrokenLine:
+    """A JSONL line that holds no JSON object: a row with nothing in it to read."""
+
+    line: int
+    reason: str
+
+
+@dataclasses.dataclass(frozen=True)
 class Record:
     """One manifest row.
 
     Args:
-        row: int. 1-based data row (the CSV header is not counted).
+        row: int. 1-based data row: the CSV header is not counted, nor are a
+            JSONL file's blank lines.
         id: str. The row's `id` field.
         text: str. Raw text.
         image: str or None. Absolute path of the image file; `None` for a
@@ -47,10 +57,19 @@ def read_manifest(path, require_labels=True, encoding="utf-8", allow_missing=Fal
 
     Image paths are relative to the manifest's folder and must stay inside it.
     Every problem found (missing column, empty field, unknown split, missing
-    file, a path that escapes the folder, bytes not valid in `encoding`) is
-    collected; a `DataError` then lists them by row and field. To get the
-    problems instead of an error, use `scan_manifest` (or `validate_manifest`,
-    which also decodes the images).
+    file, a path that escapes the folder, bytes not valid in `encoding`, a
+    JSONL line that is not valid JSON or holds no JSON object) is collected;
+    a `DataError` then lists them by row and field. To get the problems
+    instead of an error, use `scan_manifest` (or `validate_manifest`, which
+    also decodes the images).
+
+    Labels are read without the whitespace around them. When one class is
+    spelled both ways in a file (`positive` on one row, `positive ` on
+    another), every padded row gets a `label_whitespace` warning naming both
+    spellings, issued here as a `UserWarning`; the rows are kept, all with
+    the class `positive`. Labels padded the same way on every row (a CSV
+    written with `, ` between fields) are one spelling and are read stripped
+    without a warning.
 
     Args:
         path: str or Path. A `.csv` or `.jsonl` file.
@@ -69,8 +88,7 @@ def read_manifest(path, require_labels=True, encoding="utf-8", allow_missing=Fal
     'match'
     """
     records, problems = scan_manifest(path, require_labels, encoding, allow_missing)
-    if problems:
-        raise DataError(format_problems(problems, path))
+    _raise_or_warn(problems, path)
     return records
 
 
@@ -80,15 +98,29 @@ def scan_manifest(path, require_labels=True, encoding="utf-8", allow_missing=Fal
     With `allow_missing`, a row may leave `text` or `image` empty (not both):
     its record has `text=""` or `image=None`, a sample with a missing modality.
 
-    A missing file or a missing required column still raises `DataError`:
-    no row can be read then.
+    A JSONL line that is not valid JSON, or holds an array, string or number
+    instead of an object, is a row with an `invalid_json` problem, like a CSV
+    row with a bad field: its message names the line (`line 7 is not valid
+    JSON (...)`), and the other rows are still read. The problems include
+    warnings (`Problem.severity`); the records include the rows that only
+    have warnings.
+
+    A missing file, a missing required column or a JSONL file without a
+    single JSON object still raises `DataError`: no row can be read then.
     """
     path = Path(path)
     if not path.is_file():
         raise DataError(f"Manifest not found: {path}")
     rows = _read_rows(path, encoding)
+    objects = [row for row in rows if not isinstance(row, _BrokenLine)]
+    if rows and not objects:
+        _, problems = scan_rows(rows, path.parent, path, encoding, allow_missing)
+        raise DataError(
+            format_problems(problems, path)
+            + "\nNo line holds a JSON object, so no row can be read."
+        )
     required = REQUIRED_COLUMNS if require_labels else REQUIRED_COLUMNS[:3]
-    columns = set(rows[0]) if rows else set()
+    columns = set(objects[0]) if objects else set()
     missing = [column for column in required if column not in columns]
     if missing:
         raise DataError(
@@ -108,7 +140,9 @@ def records_from_rows(rows, root, source):
     image paths are resolved against `root` and must stay inside it, and every
     problem (empty field, unknown split, duplicate id, missing or empty file,
     a path that escapes `root`) is collected and raised as one `DataError`
-    naming the row and the field.
+    naming the row and the field. Labels lose their surrounding whitespace;
+    one class spelled with and without it is a `UserWarning` (see
+    `read_manifest`).
 
     Args:
         rows: list of dict. Values may be missing or None; `label` and
@@ -122,23 +156,32 @@ def records_from_rows(rows, root, source):
     if not rows:
         raise DataError(f"{source}: no rows.")
     records, problems = scan_rows(rows, root, source)
-    if problems:
-        raise DataError(format_problems(problems, source))
+    _raise_or_warn(problems, source)
     return records
 
 
 def scan_rows(rows, root, source, encoding="utf-8", allow_missing=False):
-    """`records_from_rows` without raising: returns `(good_records, problems)`."""
+    """`records_from_rows` without raising: returns `(good_records, problems)`.
+
+    The problems are in row order and include warnings (`label_whitespace`);
+    rows with only warnings are among the records.
+    """
     root = Path(os.path.realpath(root))
     name = Path(source).name
     records, problems, seen_ids = [], [], {}
     for number, row in enumerate(rows, start=1):
+        if isinstance(row, _BrokenLine):
+            message = f"line {row.line} {row.reason}"
+            problems.append(Problem("invalid_json", message, number, None, None, name))
+            continue
         record, row_problems = _check_row(
             number, row, root, name, seen_ids, encoding, allow_missing
         )
         problems.extend(row_problems)
         if record is not None:
             records.append(record)
+    problems.extend(_label_spellings(rows, name))
+    problems.sort(key=lambda problem: problem.row)  # stable: a row's problems keep their order
     return records, problems
 
 
@@ -211,24 +254,74 @@ def _read_rows(path, encoding):
         with path.open(newline="", encoding=encoding, errors="surrogateescape") as handle:
             return list(csv.DictReader(handle))
     if suffix in (".jsonl", ".ndjson"):
-        rows = []
         with path.open(encoding=encoding, errors="surrogateescape") as handle:
-            for line_number, line in enumerate(handle, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as error:
-                    raise DataError(f"{path} line {line_number}: not valid JSON: {error}") from None
-                if not isinstance(row, dict):
-                    raise DataError(f"{path} line {line_number}: expected a JSON object.")
-                rows.append(row)
-        return rows
+            return [
+                _parse_line(number, line)
+                for number, line in enumerate(handle, start=1)
+                if line.strip()
+            ]
     raise DataError(f"{path}: manifests must be .csv or .jsonl files.")
 
 
+def _parse_line(number, line):
+    """A JSONL line's object, or a `_BrokenLine` saying why there is none."""
+    line = line.rstrip()  # the newline ends the line, not an unterminated string
+    try:
+        row = json.loads(line)
+    except json.JSONDecodeError as error:
+        return _BrokenLine(number, f"is not valid JSON ({error.msg}: column {error.colno})")
+    if isinstance(row, dict):
+        return row
+    shown = line.strip() if len(line.strip()) <= 60 else line.strip()[:57] + "..."
+    return _BrokenLine(number, f"is not a JSON object ({{...}}): {shown!r}")
+
+
+def _raise_or_warn(problems, source):
+    warned = [problem for problem in problems if problem.severity == "warning"]
+    if warned:
+        warnings.warn(format_problems(warned, source), UserWarning, stacklevel=3)
+    errors = [problem for problem in problems if problem.severity == "error"]
+    if errors:
+        raise DataError(format_problems(errors, source))
+
+
+def _row_id(row):
+    return "" if row.get("id") is None else str(row.get("id")).strip()
+
+
+def _label_spellings(rows, source):
+    """`label_whitespace` warnings: one class name spelled with different whitespace around it.
+
+    Each row whose label has whitespace around it gets one when the file also
+    spells that class another way; it names the bare spelling if the file has
+    it, else the first other one.
+    """
+    first_row = {}  # spelling -> the first row with it
+    for number, row in enumerate(rows, start=1):
+        if isinstance(row, dict) and row.get("label") is not None and str(row["label"]).strip():
+            first_row.setdefault(str(row["label"]), number)
+    spellings = collections.defaultdict(list)  # class name -> its spellings, first seen first
+    for spelling in first_row:
+        spellings[spelling.strip()].append(spelling)
+    problems = []
+    for number, row in enumerate(rows, start=1):
+        if not isinstance(row, dict) or row.get("label") is None:
+            continue
+        spelling = str(row["label"])
+        name = spelling.strip()
+        if spelling == name or len(spellings[name]) < 2:
+            continue
+        other = name if name in first_row else next(s for s in spellings[name] if s != spelling)
+        message = (
+            f"label {spelling!r} differs from {other!r} (row {first_row[other]}) only by "
+            f"surrounding whitespace; both are read as {name!r}"
+        )
+        problems.append(Problem("label_whitespace", message, number, _row_id(row), "label", source))
+    return problems
+
+
 def _check_row(number, row, root, manifest, seen_ids, encoding="utf-8", allow_missing=False):
-    record_id = "" if row.get("id") is None else str(row.get("id")).strip()
+    record_id = _row_id(row)
     problems = []
 
     def problem(kind, field, message):

@@ -13,9 +13,11 @@ KINDS = {
     "empty_text": "the text field is empty",
     "empty_image": "the image field is empty",
     "empty_label": "the label field is empty (multi-label: names no class between the |)",
+    "label_whitespace": "the label is another row's label with different spaces around it",
     "unknown_label": "the label is not one the model is trained on",
     "unknown_split": "the split is not train, val or test",
     "invalid_encoding": "a field is not valid in the manifest's encoding",
+    "invalid_json": "a JSONL line is not valid JSON, or holds no JSON object",
     "path_escape": "the image path leaves the data folder (../, absolute path, symlink)",
     "missing_file": "the image file does not exist",
     "zero_byte": "the image file is empty",
@@ -25,7 +27,11 @@ KINDS = {
     "duplicate_image_across_splits": "the same image bytes appear in more than one split",
     "duplicate_text_across_splits": "the same text appears in more than one split",
 }
-WARNING_KINDS = {"duplicate_image_across_splits", "duplicate_text_across_splits"}
+WARNING_KINDS = {
+    "duplicate_image_across_splits",
+    "duplicate_text_across_splits",
+    "label_whitespace",
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,8 +42,10 @@ class Problem:
         kind: str. A key of `KINDS`.
         message: str. What is wrong, with the file involved.
         row: int or None. 1-based data row.
-        id: str or None. The row's id.
-        field: str or None. `id`, `text`, `image`, `label` or `split`.
+        id: str or None. The row's id; `None` when the row has none to read
+            (a JSONL line that is not a JSON object).
+        field: str or None. `id`, `text`, `image`, `label` or `split`; `None`
+            for a problem with the whole row.
         source: str. The manifest (or folder) name.
     """
 
@@ -60,9 +68,15 @@ class Problem:
 
 
 def location(row, row_id, field, source=""):
-    """`manifest.csv row 12 (id 'a7'), field 'image'`: how every message names a place."""
-    prefix = f"{source} " if source else ""
-    return f"{prefix}row {row} (id {row_id!r}), field {field!r}"
+    """`manifest.csv row 12 (id 'a7'), field 'image'`: how every message names a place.
+
+    A `None` id or field is left out: `manifest.jsonl row 3` names a whole row
+    that has no id to read.
+    """
+    place = f"{source} row {row}" if source else f"row {row}"
+    if row_id is not None:
+        place += f" (id {row_id!r})"
+    return place if field is None else f"{place}, field {field!r}"
 
 
 def format_problems(problems, source, limit=MAX_LISTED_PROBLEMS):

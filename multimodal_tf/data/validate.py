@@ -107,12 +107,15 @@ def validate_manifest(
     row problem is collected; other layouts' readers raise one `DataError`
     listing their row problems.
 
-    Finds: empty fields, bytes not valid in `encoding`, duplicate ids, unknown
-    splits, paths that leave the data folder, missing or zero-byte files,
-    files that are not JPEG/PNG/GIF/BMP, images above `max_pixels` (checked
-    from the header, before anything is decoded), truncated or undecodable
-    images (decoded by the same decoder training uses), labels the model
-    cannot know, and the same image bytes or text in more than one split.
+    Finds: empty fields, bytes not valid in `encoding`, JSONL lines that are
+    not valid JSON or hold no JSON object, duplicate ids, unknown splits,
+    paths that leave the data folder, missing or zero-byte files, files that
+    are not JPEG/PNG/GIF/BMP, images above `max_pixels` (checked from the
+    header, before anything is decoded), truncated or undecodable images
+    (decoded by the same decoder training uses), labels the model cannot
+    know, and, as warnings, the same image bytes or text in more than one
+    split and a label spelled with and without surrounding whitespace
+    (`positive` and `positive `; both rows are kept, as `positive`).
 
     Args:
         path: str or Path. A manifest, or a folder/file `read_any` can read.
@@ -143,7 +146,7 @@ def validate_manifest(
     else:  # another layout: its reader raises for row problems, listing them all
         result = read_any(path, encoding=encoding)
         records, problems, dropped = result.records, [], result.dropped
-    num_rows = len(records) + len({p.row for p in problems})
+    num_rows = len(records) + len({p.row for p in problems if p.severity == "error"})
     source = Path(path).name
     image_problems, digests = check_image_files(records, source, max_pixels, workers)
     problems += image_problems

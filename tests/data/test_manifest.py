@@ -1,9 +1,11 @@
+import csv
 import json
 import os
 
 import pytest
 
-from multimodal_tf.data.manifest import read_manifest, split_records
+from multimodal_tf.config import DataConfig
+from multimodal_tf.data.manifest import read_manifest, scan_manifest, split_records
 from multimodal_tf.errors import DataError
 from tests.conftest import image_bytes, write_manifest
 
@@ -46,6 +48,83 @@ def test_a_utf8_byte_order_mark_is_read_as_utf8_says(folder, suffix):
     path.write_bytes(b"\xef\xbb\xbf" + plain.encode("utf-8"))
     records = read_manifest(path)
     assert [(r.id, r.text) for r in records] == [("1", "café ☕"), ("2", "hello")]
+
+
+@pytest.mark.parametrize(
+    "broken, reason",
+    [
+        ('{"id": "2", "text": "cut off', "is not valid JSON"),
+        ('["2", "hello", "images/b.png", "pos"]', "is not a JSON object"),
+    ],
+)
+def test_a_broken_jsonl_line_is_one_bad_row_not_a_bad_file(folder, broken, reason):
+    from multimodal_tf.data.source import TrainingData
+
+    good = [row(split="train"), row(id="3", split="val"), row(id="4", split="test")]
+    lines = [json.dumps(good[0]), "", broken] + [json.dumps(r) for r in good[1:]]
+    path = folder / "manifest.jsonl"
+    path.write_text("\n".join(lines) + "\n")  # the blank line 2 is not a row
+    (folder / "run").mkdir()
+    data = TrainingData.load(path, DataConfig(on_error="skip"), folder / "run", verbose=False)
+    assert {name: [r.id for r in rs] for name, rs in data.splits.items()} == {
+        "train": ["1"],
+        "val": ["3"],
+        "test": ["4"],
+    }
+    assert (data.summary["rows"], data.summary["skipped_rows"]) == (4, 1)
+    skipped = list(csv.DictReader((folder / "run" / "skipped_rows.csv").open()))
+    assert [(r["row"], r["kind"]) for r in skipped] == [("2", "invalid_json")]
+    assert skipped[0]["message"].startswith(f"line 3 {reason}")
+    with pytest.raises(DataError, match=rf"manifest\.jsonl row 2: line 3 {reason}"):
+        TrainingData.load(path, DataConfig(), folder / "run", verbose=False)
+    # Like a CSV row with a bad field: listed with the file's other problems.
+    path.write_text("\n".join([*lines, json.dumps(row(id="5", image="images/no.png"))]) + "\n")
+    with pytest.raises(DataError, match=r"2 problem\(s\)[\s\S]*line 3 [\s\S]*row 5 \(id '5'\)"):
+        read_manifest(path)
+
+
+def test_a_jsonl_manifest_with_no_object_line_lists_its_lines(folder):
+    path = folder / "manifest.jsonl"
+    path.write_text("not json\n[1, 2]\n")
+    with pytest.raises(DataError, match=r"row 1: line 1 is not valid JSON[\s\S]*row 2: line 2 is"):
+        read_manifest(path)
+
+
+def test_a_label_spelled_with_and_without_spaces_is_reported(folder):
+    rows = [row(label="positive"), row(id="2", label="positive "), row(id="3", label="negative")]
+    path = write_manifest(folder, rows)
+    records, problems = scan_manifest(path)
+    assert [r.label for r in records] == ["positive", "positive", "negative"]
+    assert [(p.row, p.field, p.kind, p.severity) for p in problems] == [
+        (2, "label", "label_whitespace", "warning")
+    ]
+    expected = (
+        "manifest.csv row 2 (id '2'), field 'label': label 'positive ' differs from "
+        "'positive' (row 1) only by surrounding whitespace; both are read as 'positive'"
+    )
+    assert str(problems[0]) == expected
+    with pytest.warns(UserWarning, match=r"row 2 \(id '2'\), field 'label': label 'positive '"):
+        assert [r.label for r in read_manifest(path)] == ["positive", "positive", "negative"]
+
+
+def test_labels_padded_the_same_way_on_every_row_are_read_stripped(folder):
+    rows = [row(label=" positive"), row(id="2", label=" positive"), row(id="3", label=" negative")]
+    records, problems = scan_manifest(write_manifest(folder, rows))
+    assert [r.label for r in records] == ["positive", "positive", "negative"] and problems == []
+
+
+def test_a_label_with_two_padded_spellings_names_both(folder):
+    from multimodal_tf.data.validate import validate_manifest
+
+    rows = [row(label=" positive"), row(id="2", label="positive "), row(id="3", label="x")]
+    report = validate_manifest(write_manifest(folder, rows))
+    assert report.num_rows == 3 and len(report.records) == 3 and not report.errors
+    assert [str(p).split(": ", 1)[1] for p in report.warnings] == [
+        "label ' positive' differs from 'positive ' (row 2) only by surrounding whitespace; "
+        "both are read as 'positive'",
+        "label 'positive ' differs from ' positive' (row 1) only by surrounding whitespace; "
+        "both are read as 'positive'",
+    ]
 
 
 def test_missing_modalities_read_as_empty_text_and_no_image(folder):
