@@ -7,12 +7,25 @@ process. It exists so tests and examples can exercise `RestClient` and request
 bodies where the model server binary is not installed. It is not a server for
 production: one version, no batching, no version policy, no model reloading,
 no TLS, bound to 127.0.0.1 only.
+
+So that a test or notebook cannot hang or crash it, it has a listen backlog
+of 1024 and a daemon thread per connection (200 clients at once are all
+answered), a read timeout (5 s by default) after which a stalled connection is
+closed, a body size limit (64 MB by default; a larger Content-Length is
+answered 413 without the body being read), and a 400 with an `{"error": ...}`
+body for every malformed request; 500 means a fault of the emulator itself.
+Each connection carries one request (HTTP/1.0, no keep-alive).
 """
 
 import base64
 import json
+import os
 import re
+import socket
+import sys
 import threading
+import time
+from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -27,28 +40,79 @@ _URL = re.compile(
     r"(?:/versions/(?P<version>[^/:]+)|/labels/(?P<label>[^/:]+))?"
     r"(?P<verb>:predict|/metadata)?$"
 )
+_CONTENT_LENGTH = re.compile(r"[0-9]+")
+_DEEP_JSON = (
+    "JSON Parse error: the body nests arrays and objects too deeply for Python's JSON reader."
+)
 
 
 class ServingEmulator:
     """Serves one SavedModel version over TF Serving's REST API, for tests only.
 
+    Each connection gets its own daemon thread (one request per connection, as
+    HTTP/1.0); up to `max_concurrent_predictions` of them run the signature at
+    once and the others wait their turn.
+
     Args:
         version_dir: str or Path. An exported version folder (`saved_models/demo/1`);
             its name is the version number it answers to.
         model_name: str. The name in `/v1/models/<model_name>`.
+        read_timeout: float. Seconds a connection may wait for the client's next
+            bytes. A request whose headers stall is closed unanswered; a body
+            that stalls (shorter than its Content-Length, say) is answered 408.
+            Either way the connection's thread is freed.
+        max_body_bytes: int. The largest predict body accepted (64 MB by default).
+            A larger Content-Length is answered 413 without the body being read.
+        max_concurrent_predictions: int or None. How many requests run the
+            signature at the same time; None means one per CPU core this
+            process may use. Hundreds of concurrent signature calls are
+            slower in total than a few at a time.
 
     Example:
     >>> with ServingEmulator("saved_models/demo/1", "demo") as server:  # doctest: +SKIP
     ...     client = RestClient(server.url, "demo")
     ...     client.predict(["a red sun"], [open("sun.png", "rb").read()])
+    >>> strict = ServingEmulator(  # doctest: +SKIP
+    ...     "saved_models/demo/1", "demo", read_timeout=0.5, max_body_bytes=4096
+    ... )
     """
 
-    def __init__(self, version_dir, model_name="model"):
+    def __init__(
+        self,
+        version_dir,
+        model_name="model",
+        read_timeout=5.0,
+        max_body_bytes=64 * 1024 * 1024,
+        max_concurrent_predictions=None,
+    ):
         self.version_dir = Path(version_dir)
         if not (self.version_dir / "saved_model.pb").is_file():
             raise ValueError(f"{self.version_dir} is not a SavedModel folder (no saved_model.pb).")
+        if isinstance(read_timeout, bool) or not isinstance(read_timeout, int | float):
+            raise ValueError(f"read_timeout is in seconds; received {read_timeout!r}.")
+        if not 0 < read_timeout < float("inf"):
+            raise ValueError(f"read_timeout must be a positive number; received {read_timeout}.")
+        if isinstance(max_body_bytes, bool) or not isinstance(max_body_bytes, int):
+            raise ValueError(f"max_body_bytes must be an int; received {max_body_bytes!r}.")
+        if max_body_bytes < 1:
+            raise ValueError(f"max_body_bytes must be positive; received {max_body_bytes}.")
+        if max_concurrent_predictions is None:
+            max_concurrent_predictions = _usable_cores()
+        if (
+            isinstance(max_concurrent_predictions, bool)
+            or not isinstance(max_concurrent_predictions, int)
+            or max_concurrent_predictions < 1
+        ):
+            raise ValueError(
+                "max_concurrent_predictions must be a positive int or None; "
+                f"received {max_concurrent_predictions!r}."
+            )
         self.model_name = model_name
         self.version = self.version_dir.name
+        self.read_timeout = float(read_timeout)
+        self.max_body_bytes = max_body_bytes
+        self.max_concurrent_predictions = max_concurrent_predictions
+        self._predicting = threading.BoundedSemaphore(max_concurrent_predictions)
         self._loaded = None
         self._server = None
         self._thread = None
@@ -64,8 +128,8 @@ class ServingEmulator:
         """Loads the model and serves on a free port in a background thread."""
         if self._loaded is None:
             self._loaded = tf.saved_model.load(str(self.version_dir))
-        handler = type("Handler", (_Handler,), {"emulator": self})
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        handler = type("Handler", (_Handler,), {"emulator": self, "timeout": self.read_timeout})
+        self._server = _Server(("127.0.0.1", 0), handler)
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
         self._thread.start()
         return self
@@ -85,8 +149,38 @@ class ServingEmulator:
         self.stop()
 
     def predict(self, body):
-        """The response TF Serving gives to a predict body (dict), or a `ServingError`."""
-        name = body.get("signature_name") or "serving_default"
+        """The response TF Serving gives to a predict body, or a `ServingError`.
+
+        Args:
+            body: dict. The request JSON, parsed. A body TF Serving would refuse
+                (not an object, a `signature_name` that is not a string or names
+                no signature, `instances`/`inputs` of the wrong shape, inputs the
+                signature rejects) raises `ServingError` with status 400.
+
+        Returns:
+            dict: `{"predictions": [...]}` for a row body, `{"outputs": ...}`
+            for a columnar one.
+
+        Example:
+        >>> from multimodal_tf.serving.rest import row_body
+        >>> with ServingEmulator("saved_models/demo/1", "demo") as server:  # doctest: +SKIP
+        ...     server.predict(row_body(["a red sun"], [open("sun.png", "rb").read()]))
+        {'predictions': [{'probabilities': [0.1, 0.9], 'label': 'warm'}]}
+        """
+        if self._loaded is None:
+            raise RuntimeError("The emulator is not running: use it as a context manager.")
+        if not isinstance(body, dict):
+            raise ServingError(
+                f"A predict body is a JSON object; received {type(body).__name__}.", 400
+            )
+        name = body.get("signature_name", "")
+        if not isinstance(name, str):
+            raise ServingError(
+                f"JSON Value: {_json_excerpt(name)} not formatted correctly. "
+                "'signature_name' key must be a string value.",
+                400,
+            )
+        name = name or "serving_default"
         if name not in self._loaded.signatures:
             raise ServingError(f'Serving signature name: "{name}" not found in signature def', 400)
         signature = self._loaded.signatures[name]
@@ -97,7 +191,8 @@ class ServingEmulator:
             for key, values in columns.items()
         }
         try:
-            outputs = signature(**tensors)
+            with self._predicting:
+                outputs = signature(**tensors)
         except tf.errors.OpError as error:
             status = 400 if isinstance(error, tf.errors.InvalidArgumentError) else 500
             raise ServingError(_server_message(error.message), status) from None
@@ -165,6 +260,20 @@ def _server_message(message):
     return message.strip()
 
 
+def _usable_cores():
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def _json_excerpt(value):
+    try:
+        return json.dumps(value)[:200]
+    except RecursionError:
+        return f"<{type(value).__name__} nested too deeply to show>"
+
+
 def _json_value(name, value):
     if isinstance(value, bytes):
         # TF Serving base64-encodes outputs named *_bytes and sends other strings as text.
@@ -174,13 +283,34 @@ def _json_value(name, value):
     return value.tolist() if hasattr(value, "tolist") else value
 
 
+class _Server(ThreadingHTTPServer):
+    """A thread per connection, daemon threads, and a listen backlog for many clients."""
+
+    request_queue_size = 1024  # the kernel caps it at net.core.somaxconn
+    daemon_threads = True
+    block_on_close = False  # stop() does not wait on a client that stalls
+
+    def handle_error(self, request, client_address):
+        # A client that resets or drops its connection mid-answer is not a fault of
+        # the emulator; anything else still gets socketserver's traceback on stderr.
+        if not isinstance(sys.exc_info()[1], OSError):
+            super().handle_error(request, client_address)
+
+
 class _Handler(BaseHTTPRequestHandler):
     emulator = None  # set on the subclass each emulator makes
+    timeout = None  # set to the emulator's read_timeout: socket timeout per read or write
+    disable_nagle_algorithm = True  # headers and body go out as separate writes
+    # A request line too broken to name its HTTP version still gets a status line and
+    # headers with its error (the standard library would answer it as HTTP/0.9: body only).
+    default_request_version = "HTTP/1.0"
+    _unread_body = False  # the client may still be sending a body nobody will read
 
     def do_GET(self):
         self._answer(lambda verb: self._get(verb))
 
     def do_POST(self):
+        self._unread_body = True
         self._answer(lambda verb: self._post(verb))
 
     def _get(self, verb):
@@ -191,15 +321,60 @@ class _Handler(BaseHTTPRequestHandler):
     def _post(self, verb):
         if verb != ":predict":
             raise ServingError(f"POST is for :predict; received {self.path}.", 404)
-        length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(length)
+        data = self._read_body(self._content_length())
         try:
-            body = json.loads(body)
+            body = json.loads(data)
+        except RecursionError:
+            raise ServingError(_DEEP_JSON, 400) from None
         except ValueError as error:
             raise ServingError(f"JSON Parse error: {error}", 400) from None
-        if not isinstance(body, dict):
-            raise ServingError("A predict body is a JSON object.", 400)
-        return self.emulator.predict(body)
+        try:
+            return self.emulator.predict(body)
+        except RecursionError:  # e.g. showing a deeply nested value in an error message
+            raise ServingError(_DEEP_JSON, 400) from None
+
+    def _content_length(self):
+        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+            raise ServingError(
+                "Transfer-Encoding: chunked is not supported: send a Content-Length header.", 400
+            )
+        values = [value.strip() for value in self.headers.get_all("Content-Length", [])]
+        if not values:
+            raise ServingError("A predict request needs a Content-Length header.", 400)
+        if len(set(values)) > 1:
+            raise ServingError(f"Conflicting Content-Length headers: {', '.join(values)}.", 400)
+        if not _CONTENT_LENGTH.fullmatch(values[0]):
+            raise ServingError(
+                f"Content-Length must be a non-negative integer; received {values[0][:40]!r}.",
+                400,
+            )
+        length = int(values[0])
+        if length > self.emulator.max_body_bytes:
+            raise ServingError(
+                f"The body is {length} bytes (its Content-Length); this server accepts at "
+                f"most {self.emulator.max_body_bytes} (max_body_bytes).",
+                413,
+            )
+        return length
+
+    def _read_body(self, length):
+        try:
+            data = self.rfile.read(length)
+        except TimeoutError:
+            self._unread_body = False  # the client stopped sending: nothing to wait for
+            raise ServingError(
+                f"The body did not arrive: no bytes for {self.timeout:g} s (read_timeout) "
+                f"before the {length} bytes its Content-Length declared.",
+                408,
+            ) from None
+        self._unread_body = False
+        if len(data) < length:
+            raise ServingError(
+                f"The body ended after {len(data)} of the {length} bytes its Content-Length "
+                "declared.",
+                400,
+            )
+        return data
 
     def _answer(self, handle):
         try:
@@ -208,12 +383,50 @@ class _Handler(BaseHTTPRequestHandler):
             status, payload = error.status or 400, {"error": error.message}
         except Exception as error:  # a bug here should still answer, as TF Serving would
             status, payload = 500, {"error": f"{type(error).__name__}: {error}"}
+        self._send_json(status, payload)
+
+    def _send_json(self, status, payload):
         data = json.dumps(payload).encode("utf-8")
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
+        self.send_header("Connection", "close")
         self.end_headers()
-        self.wfile.write(data)
+        if self.command != "HEAD":
+            self.wfile.write(data)
+
+    def send_error(self, code, message=None, explain=None):
+        """The standard library's refusals (bad request line, headers, method) as JSON."""
+        try:
+            text = message or HTTPStatus(code).phrase
+        except ValueError:
+            text = f"HTTP {code}"
+        if explain:
+            text = f"{text}: {explain}"
+        self.close_connection = True
+        self._send_json(code, {"error": text})
+
+    def finish(self):
+        super().finish()
+        if self._unread_body:
+            self._discard_input()
+
+    def _discard_input(self):
+        # The answer went out before the body was read (413, a bad Content-Length, a
+        # wrong URL). Closing with unread input would make the kernel reset the
+        # connection, and the client could lose the answer: say the answer is
+        # complete, then read and drop what the client still sends, for at most
+        # read_timeout seconds.
+        try:
+            self.connection.shutdown(socket.SHUT_WR)
+            deadline = time.monotonic() + self.timeout
+            buffer = bytearray(65536)
+            while (left := deadline - time.monotonic()) > 0:
+                self.connection.settimeout(left)
+                if not self.connection.recv_into(buffer):
+                    break
+        except OSError:
+            pass
 
     def log_message(self, format, *args):  # keep test output quiet
         pass
