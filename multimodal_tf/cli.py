@@ -110,6 +110,12 @@ def _build_parser():
     train.add_argument("--config", help="YAML or JSON run config (data, model, training, export).")
     train.add_argument("--output", default="runs/latest", help="Run folder (default: runs/latest).")
     train.add_argument("--quiet", action="store_true", help="No per-epoch progress.")
+    train.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="Train again in an output folder that holds another run, replacing its model "
+        "and metrics (without it such a folder is refused; an interrupted run resumes).",
+    )
     train.set_defaults(handler=_train)
 
     ablate = commands.add_parser(
@@ -309,7 +315,13 @@ def _train(args):
     from multimodal_tf.training.fit import train
 
     config = load_config(args.config)
-    result = train(args.manifest, config, args.output, verbose=0 if args.quiet else 2)
+    result = train(
+        args.manifest,
+        config,
+        args.output,
+        verbose=0 if args.quiet else 2,
+        overwrite=args.overwrite,
+    )
     print(f"run folder: {result.run_dir}")
     for split in ("val", "test"):
         if split in result.metrics:
@@ -338,17 +350,15 @@ def _tune(args):
 def _report(args):
     import tempfile
 
-    import keras
-
     from multimodal_tf.config import load_config
     from multimodal_tf.data.source import TrainingData
     from multimodal_tf.errors import DataError
     from multimodal_tf.training.browser import figures_status, screenshot
-    from multimodal_tf.training.evaluate import resolve_model_file
+    from multimodal_tf.training.evaluate import load_model_file
     from multimodal_tf.training.report import write_report
 
     run = Path(args.run)
-    model = keras.saving.load_model(resolve_model_file(run))
+    model = load_model_file(run)
     config = load_config(run / "config.yaml" if (run / "config.yaml").is_file() else None)
     with tempfile.TemporaryDirectory() as scratch:  # the split train made, not a new one
         source = TrainingData.load(args.manifest, config.data, scratch, verbose=False)

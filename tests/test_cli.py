@@ -188,3 +188,60 @@ def test_unknown_config_key(tiny_manifest, tiny_config, tmp_path, capsys):
     config = write_config(tmp_path, tiny_config, {"training": {"epoch": 3}})
     err = run_failing(["train", "--manifest", str(tiny_manifest), "--config", str(config)], capsys)
     assert "unknown key 'epoch' at section 'training'; allowed keys: epochs" in err
+
+
+def _lambda_model_file(path):
+    import keras
+
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Lambda(lambda x: x * 2)])
+    model.save(path)
+    return path
+
+
+@pytest.mark.parametrize("broken", ["truncated", "empty", "lambda"])
+@pytest.mark.parametrize("command", ["export", "evaluate", "report"])
+def test_a_model_file_that_cannot_be_loaded_is_one_error_line(
+    broken, command, tiny_manifest, tmp_path, capsys
+):
+    model_file = tmp_path / "model.keras"
+    if broken == "lambda":  # safe mode refuses a file that would run code on loading
+        _lambda_model_file(model_file)
+    else:
+        full = _lambda_model_file(tmp_path / "whole.keras").read_bytes()
+        model_file.write_bytes(full[: len(full) // 2] if broken == "truncated" else b"")
+    argv = {
+        "export": ["export", "--run", str(model_file), "--output", str(tmp_path / "out")],
+        "evaluate": ["evaluate", "--run", str(model_file), "--manifest", str(tiny_manifest)],
+        "report": ["report", "--run", str(tmp_path), "--manifest", str(tiny_manifest)],
+    }[command]
+    err = run_failing(argv, capsys)
+    assert err.startswith("error: ") and len(err.strip().splitlines()) == 1, err
+    assert f"{model_file} cannot be loaded" in err
+    if broken == "lambda":
+        assert "safe mode refused it" in err
+
+
+def test_a_broken_saved_model_is_one_error_line(tiny_manifest, tmp_path, capsys):
+    version = tmp_path / "served" / "1"
+    version.mkdir(parents=True)
+    (version / "saved_model.pb").write_bytes(b"not a protobuf")
+    (version / "assets.extra").mkdir()
+    (version / "assets.extra" / "labels.txt").write_text("a\nb\n")
+    argv = ["predict", "--model", str(version), "--manifest", str(tiny_manifest)]
+    err = run_failing(argv + ["--out", str(tmp_path / "p.csv")], capsys)
+    assert err.startswith("error: ") and len(err.strip().splitlines()) == 1, err
+    assert f"{version} cannot be loaded as a SavedModel" in err
+
+
+def test_training_into_a_finished_run_is_one_error_line(
+    tiny_manifest, tiny_config, tmp_path, capsys
+):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "metrics.json").write_text("{}")
+    (run / "model.keras").write_bytes(b"a finished run's model")
+    config = write_config(tmp_path, tiny_config)
+    argv = ["train", "--manifest", str(tiny_manifest), "--config", str(config)]
+    err = run_failing(argv + ["--output", str(run)], capsys)
+    assert "holds a finished run (metrics.json, model.keras)" in err and "--overwrite" in err
+    assert (run / "model.keras").read_bytes() == b"a finished run's model"

@@ -9,11 +9,10 @@ from pathlib import Path
 
 def export_command(args):
     """`multimodal-tf export`: a run's model -> SavedModel (with warm-up) or TFLite."""
-    import keras
 
     from multimodal_tf.config import load_config
     from multimodal_tf.serving.export import export_saved_model
-    from multimodal_tf.training.evaluate import resolve_model_file
+    from multimodal_tf.training.evaluate import load_model_file, resolve_model_file
 
     model_file = resolve_model_file(args.run)
     config_file = model_file.parent / "config.yaml"
@@ -24,7 +23,7 @@ def export_command(args):
         output = Path(export.directory) / export.name
         if args.format == "tflite":
             output = output.with_name(f"{output.name}_tflite")
-    model = keras.saving.load_model(model_file)
+    model = load_model_file(model_file)
     samples = _warmup_samples(args.warmup_manifest) if args.warmup_manifest else None
     if args.format == "tflite":
         return _export_tflite(model, Path(output), samples)

@@ -1,5 +1,6 @@
 """Export a trained classifier as a TF Serving SavedModel that takes raw input."""
 
+import errno
 import os
 import shutil
 import tempfile
@@ -18,6 +19,7 @@ from multimodal_tf.serving.warmup import default_warmup_samples, write_warmup_re
 
 SIGNATURE = "serving_default"
 LABELS_FILE = "labels.txt"
+STAGING_PREFIX = ".staging-"
 # What `tf.io.decode_image` recognises; the same magic bytes as `data.validate`.
 IMAGE_MAGIC = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF87a", b"GIF89a", b"BM")
 _HEX = [f"{byte:02x}" for byte in range(256)]
@@ -45,8 +47,11 @@ def export_saved_model(
     names are also written to `assets.extra/labels.txt` (one `head: a,b` line
     per head for multi-head models), and TF Serving warm-up requests to
     `assets.extra/tf_serving_warmup_requests` (`warmup.write_warmup_requests`).
-    The version folder is written beside its final place and renamed at the
-    end, so TF Serving never sees half of it. A model whose deep path
+    The version folder is written beside its final place (`.staging-<pid>-*`)
+    and renamed at the end, so TF Serving never sees half of it; the staging
+    folders of killed exports are removed by the next export. Two exports into
+    one folder at once get distinct versions (with `version` given, the one
+    that finishes second fails saying so). A model whose deep path
     `training.drop_deep_if_worse` dropped serves its wide path alone (the
     same probabilities, without computing the zeroed part). A pretrained
     backbone is served with each BatchNormalization folded into the
@@ -97,16 +102,13 @@ def export_saved_model(
     """
     model_dir = Path(model_dir)
     model_dir.mkdir(parents=True, exist_ok=True)
-    if version is None:
-        versions = [int(p.name) for p in model_dir.iterdir() if p.is_dir() and p.name.isdigit()]
-        version = max(versions, default=0) + 1
-    if int(version) < 1:
+    remove_abandoned_staging(model_dir)
+    if version is not None and int(version) < 1:
         raise DataError(f"Versions are positive integers; received {version}.")
-    target = model_dir / str(int(version))
-    if target.exists():
+    if version is not None and (model_dir / str(int(version))).exists():
         raise DataError(
-            f"{target} already exists; TF Serving versions are immutable. "
-            "Pick another --version or leave it out to use the next one."
+            f"{model_dir / str(int(version))} already exists; TF Serving versions are "
+            "immutable. Pick another --version or leave it out to use the next one."
         )
     if int(max_pixels) < 1 or int(max_text_bytes) < 1:
         raise DataError(
@@ -154,7 +156,7 @@ def export_saved_model(
             ],
         )
         _trace_once(archive, SIGNATURE)
-        staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=model_dir))
+        staging = Path(tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{os.getpid()}-", dir=model_dir))
         try:
             archive.write_out(str(staging), verbose=verbose)
             (staging / "assets.extra").mkdir(exist_ok=True)
@@ -172,11 +174,78 @@ def export_saved_model(
             write_warmup_requests(staging, texts, images, model=model_dir.name)
             # mkdtemp makes it 0700; a model server running as another user must read it.
             os.chmod(staging, 0o777 & ~current_umask())
-            os.rename(staging, target)
+            return _publish(staging, model_dir, version)
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise
-    return target
+
+
+def _publish(staging, model_dir, version):
+    """Renames `staging` to its version folder; the next free one when `version` is None.
+
+    Two exports into one folder at once both see the same highest version; the
+    rename is atomic and fails for the one that comes second (a folder with
+    files is never replaced), which then takes the next number.
+    """
+    while True:
+        number = version
+        if number is None:
+            versions = [int(p.name) for p in model_dir.iterdir() if p.name.isdigit()]
+            number = max(versions, default=0) + 1
+        target = model_dir / str(int(number))
+        try:
+            if target.exists():
+                raise FileExistsError(errno.EEXIST, "File exists", str(target))
+            os.rename(staging, target)
+            return target
+        except OSError as error:
+            if error.errno not in (errno.EEXIST, errno.ENOTEMPTY):
+                raise
+            if version is not None:
+                raise DataError(
+                    f"{target} was written by another export while this one ran; TF Serving "
+                    "versions are immutable. Export again with another --version, or without "
+                    "one to take the next."
+                ) from None
+            # Another export took this number: take the next one.
+
+
+def remove_abandoned_staging(model_dir):
+    """Removes the staging folders of exports that were killed (their process is gone).
+
+    An export writes `.staging-<pid>-<random>/` beside the version folders and
+    renames it at the end; a kill leaves it behind. Folders of a process that
+    is still running on this machine (an export in progress) are kept.
+
+    Args:
+        model_dir: str or Path. A model's folder (`saved_models/<name>`).
+
+    Returns:
+        list of Path: the folders removed.
+
+    Example:
+    >>> remove_abandoned_staging("saved_models/demo")  # doctest: +SKIP
+    []
+    """
+    removed = []
+    for folder in Path(model_dir).glob(f"{STAGING_PREFIX}*"):
+        pid = folder.name[len(STAGING_PREFIX) :].split("-", 1)[0]
+        if pid.isdigit() and not _running(int(pid)):
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder)
+    return removed
+
+
+def _running(pid):
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 def _predicting_part(model):

@@ -52,7 +52,14 @@ def predict_manifest(
     if not (model_dir / "saved_model.pb").is_file():
         raise DataError(f"{model_dir} is not a SavedModel folder (no saved_model.pb).")
     class_names = read_labels(model_dir)
-    signature = tf.saved_model.load(str(model_dir)).signatures[SIGNATURE]
+    try:
+        signature = tf.saved_model.load(str(model_dir)).signatures[SIGNATURE]
+    except (OSError, ValueError, KeyError, tf.errors.OpError) as error:
+        raise DataError(
+            f"{model_dir} cannot be loaded as a SavedModel with a {SIGNATURE!r} signature "
+            f"(truncated, or not a multimodal_tf export): {type(error).__name__}: "
+            f"{str(error).strip()[:300]}"
+        ) from error
     if "probabilities" not in signature.structured_outputs:
         raise DataError(
             f"{model_dir} is a multi-task export (outputs "

@@ -124,6 +124,42 @@ def resolve_model_file(path):
     return model_file
 
 
+def load_model_file(path):
+    """Loads `RUN/model.keras` (or a `.keras` file) with Keras, or fails with a `DataError`.
+
+    Keras raises what the file's reader raises (`BadZipFile` for a truncated
+    file, `ValueError` for one that safe mode refuses, ...); this names the
+    file and says what to do, so the command line prints one `error:` line.
+
+    Args:
+        path: str or Path. A run folder or a `.keras` file.
+
+    Returns:
+        The loaded model (safe mode on).
+
+    Example:
+    >>> model = load_model_file("runs/demo")  # doctest: +SKIP
+    """
+    model_file = resolve_model_file(path)
+    try:
+        return keras.saving.load_model(model_file)
+    except Exception as error:  # noqa: BLE001  (whatever the reader raised is reported)
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        reason = f"{type(error).__name__}: {reason}"[:300]
+        if "safe_mode" in str(error):
+            hint = (
+                "Keras safe mode refused it: it holds code (a Lambda layer or a function) "
+                "that loading would run. Load it with keras.saving.load_model(path, "
+                "safe_mode=False) only if you trust where it came from."
+            )
+        else:
+            hint = (
+                "It is not a complete .keras file that this version of the package and "
+                "Keras can read (truncated, another format, or written by other code)."
+            )
+        raise DataError(f"{model_file} cannot be loaded: {hint} ({reason})") from error
+
+
 def evaluate(model_path, manifest, split="test", batch_size=32, allow_missing=None):
     """Evaluates a saved `.keras` model on one split of a labelled dataset.
 
@@ -145,7 +181,7 @@ def evaluate(model_path, manifest, split="test", batch_size=32, allow_missing=No
         The metrics dict (see `classification_metrics`, `multilabel_metrics`).
     """
     model_file = resolve_model_file(model_path)
-    model = keras.saving.load_model(model_file)
+    model = load_model_file(model_file)
     if allow_missing is None:
         run_config = model_file.parent / "config.yaml"
         allow_missing = run_config.is_file() and (

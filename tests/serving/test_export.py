@@ -244,3 +244,47 @@ def test_a_dropped_deep_path_is_not_computed_by_the_served_graph(trained, tmp_pa
     # ... without running the fusion that produced them.
     assert any("fusion" in name for name in _node_names(whole))
     assert not any("fusion" in name for name in _node_names(wide_only))
+
+
+def _dead_pid():
+    process = subprocess.Popen([sys.executable, "-c", "pass"])
+    process.wait()
+    return process.pid
+
+
+def test_a_killed_exports_staging_folder_is_removed_by_the_next_export(trained, tmp_path):
+    model_dir = tmp_path / "m"
+    abandoned = model_dir / f".staging-{_dead_pid()}-k1ll3d"
+    (abandoned / "variables").mkdir(parents=True)
+    (abandoned / "variables" / "variables.data-00000-of-00001").write_bytes(b"\0" * 1000)
+    in_progress = model_dir / f".staging-{os.getpid()}-busy"  # a live process's export
+    in_progress.mkdir()
+    assert export_saved_model(trained, model_dir).name == "1"
+    assert not abandoned.exists() and in_progress.is_dir()
+
+
+def test_two_exports_at_once_get_distinct_versions(trained, tmp_path, monkeypatch):
+    """Another export publishes while this one writes: this one takes the next version."""
+    from multimodal_tf.serving import export
+
+    model_dir, published = tmp_path / "m", []
+    write_warmup = export.write_warmup_requests
+
+    def meanwhile(*args, **kwargs):
+        write_warmup(*args, **kwargs)
+        if not published:  # the other export starts and finishes inside this one
+            published.append(None)
+            published[0] = export_saved_model(trained, model_dir, version=version)
+
+    monkeypatch.setattr(export, "write_warmup_requests", meanwhile)
+    version = None
+    assert export_saved_model(trained, model_dir).name == "2"
+    assert published[0].name == "1"
+    assert sorted(p.name for p in model_dir.iterdir()) == ["1", "2"]
+
+    published.clear()
+    version = 5
+    with pytest.raises(DataError, match="5 was written by another export while this one ran"):
+        export_saved_model(trained, model_dir, version=5)
+    assert published[0].name == "5" and (published[0] / "saved_model.pb").is_file()
+    assert sorted(p.name for p in model_dir.iterdir()) == ["1", "2", "5"]
