@@ -25,7 +25,7 @@ $(STAMP): setup.cfg pyproject.toml
 demo: $(STAMP)
 	$(BIN)/multimodal-tf demo-data --output $(DEMO_DATA)
 	$(BIN)/multimodal-tf train --manifest $(DEMO_DATA)/manifest.csv --config $(DEMO_DATA)/config.yaml \
-		--output $(DEMO_RUN)
+		--output $(DEMO_RUN) --overwrite
 	$(BIN)/multimodal-tf export --run $(DEMO_RUN) --output $(DEMO_MODEL)
 	$(BIN)/multimodal-tf predict --model $(DEMO_MODEL)/$$(ls $(DEMO_MODEL) | grep -E '^[0-9]+$$' | sort -n | tail -1) \
 		--manifest $(DEMO_DATA)/manifest.csv --out $(DEMO_RUN)/predictions.csv

@@ -3,6 +3,7 @@
 import dataclasses
 import json
 import math
+import shutil
 import time
 from pathlib import Path
 
@@ -34,6 +35,7 @@ from multimodal_tf.training.evaluate import (
     MODEL_FILE,
     evaluate_dataset,
     evaluate_predictions,
+    load_model_file,
     predict_dataset,
 )
 from multimodal_tf.training.feature_maps import fit_second_stage
@@ -70,7 +72,7 @@ class TrainResult:
     metrics: dict
 
 
-def train(manifest, config=None, output_dir="runs/latest", verbose=1):
+def train(manifest, config=None, output_dir="runs/latest", verbose=1, overwrite=False):
     """Trains on the `train` split, selects on `val`, reports `val` and `test`.
 
     The vocabulary comes from training texts only and the test split is read
@@ -88,11 +90,19 @@ def train(manifest, config=None, output_dir="runs/latest", verbose=1):
     are tuned on `val` (`tune_thresholds`) and saved with it in `model.keras`;
     `metrics.json` then holds `thresholds` and `multilabel_metrics` results.
 
+    A run folder is never replaced without being asked. A folder that holds a
+    finished run (`metrics.json`) is refused unless `overwrite`; one whose run
+    was killed during training resumes from its backup (same config and data
+    only); one whose run finished training but was killed before its
+    evaluation resumes at the evaluation, with the saved model, and says so.
+
     Args:
         manifest: str or Path. A CSV or JSONL manifest (see `read_manifest`).
         config: `RunConfig` or None. `None` means the defaults.
         output_dir: str or Path. The run directory (created).
         verbose: int. Keras `fit` verbosity.
+        overwrite: bool. Train again in a folder that holds another run's
+            model, replacing it.
 
     Returns:
         A `TrainResult`.
@@ -135,9 +145,12 @@ def train(manifest, config=None, output_dir="runs/latest", verbose=1):
     find_backbone_weights(config.model)
     run_dir = Path(output_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
+    if overwrite:
+        _clear_run(run_dir)
     resuming = (run_dir / BACKUP_DIR).is_dir() or any(run_dir.glob(f"members/*/{BACKUP_DIR}"))
     if resuming:
         _check_same_config(run_dir, config)
+    trained = None if resuming else _trained_record(run_dir, config)
     save_config(config, run_dir / "config.yaml")
     if training.deterministic:
         tf.config.experimental.enable_op_determinism()
@@ -146,12 +159,22 @@ def train(manifest, config=None, output_dir="runs/latest", verbose=1):
     fingerprint = data_fingerprint(manifest, source)
     if resuming:
         _check_same_data(run_dir, fingerprint)
+    if trained is not None:
+        _check_same_data(run_dir, fingerprint, "finished its training")
     write_run_record(run_dir, data=fingerprint, seed=training.seed)
     class_names = source.class_names
     keras.utils.set_random_seed(training.seed)
-    preprocessor = adapted_preprocessor(config, source.train_texts())
-    if "text" in config.model.modalities:
-        print(preprocessor.describe_adapt())
+    if trained is None:
+        preprocessor = adapted_preprocessor(config, source.train_texts())
+        if "text" in config.model.modalities:
+            print(preprocessor.describe_adapt())
+    else:
+        print(
+            f"Resuming at evaluation: {run_dir / MODEL_FILE} finished training in an earlier "
+            "run that stopped before evaluating it (run.json); evaluating it now."
+        )
+        model = load_model_file(run_dir / MODEL_FILE)
+        preprocessor = _preprocessor_of(model)
     # `data.batch_size` is per replica: every replica sees that many rows per step.
     batch_size = data.batch_size * strategy.num_replicas_in_sync
     steps = math.ceil(len(source.train_labels()) / batch_size) * training.epochs
@@ -177,100 +200,111 @@ def train(manifest, config=None, output_dir="runs/latest", verbose=1):
             return shard_by_data(train_batches), every_worker_sees_all(val_batches)
         return train_batches, val_batches
 
-    train_batches, val_batches = fit_batches()
+    if trained is None:
+        train_batches, val_batches = fit_batches()
 
-    def fit_member(folder, seed):
-        keras.utils.set_random_seed(seed)
-        # With drop_deep_if_worse, a second stage that never beats the first
-        # stage's best is dropped, so it stops once its patience runs out below it.
-        first_stage = {}  # its best val score, once compiled_model has trained it
-        shared = {}  # the frozen backbone's feature maps, when both stages read them
-        callbacks, initial_epoch = training_callbacks(
-            folder,
-            training.early_stopping_patience,
-            MODEL_FILE,
-            tensorboard=training.tensorboard,
-            baseline=lambda: first_stage.get("best"),
-        )
-        with strategy.scope():
-            model = compiled_model(
-                config,
-                class_names,
-                preprocessor,
-                len(source.train_labels()),
-                steps,
-                weights,
-                wide_batches=fit_batches,
-                folder=folder,
-                resumed=initial_epoch > 0,
+        def fit_member(folder, seed):
+            keras.utils.set_random_seed(seed)
+            # With drop_deep_if_worse, a second stage that never beats the first
+            # stage's best is dropped, so it stops once its patience runs out below it.
+            first_stage = {}  # its best val score, once compiled_model has trained it
+            shared = {}  # the frozen backbone's feature maps, when both stages read them
+            callbacks, initial_epoch = training_callbacks(
+                folder,
+                training.early_stopping_patience,
+                MODEL_FILE,
+                tensorboard=training.tensorboard,
+                baseline=lambda: first_stage.get("best"),
+            )
+            with strategy.scope():
+                model = compiled_model(
+                    config,
+                    class_names,
+                    preprocessor,
+                    len(source.train_labels()),
+                    steps,
+                    weights,
+                    wide_batches=fit_batches,
+                    folder=folder,
+                    resumed=initial_epoch > 0,
+                    verbose=verbose,
+                    shared=shared,
+                )
+            dropping_deep = judges_deep_path(model, training)
+            if dropping_deep:
+                first_stage["best"] = first_stage_best(folder)
+                if verbose and first_stage["best"] is not None:
+                    print(
+                        f"Training the rest of the model. Early stopping counts from its last "
+                        f"epoch above the wide path's val macro-F1 ({first_stage['best']:.4f}): "
+                        f"it stops after {training.early_stopping_patience} epochs if it never "
+                        "beats it (training.drop_deep_if_worse would drop it)."
+                    )
+            if initial_epoch:
+                print(
+                    f"Resuming from {folder / BACKUP_DIR}: {initial_epoch} of "
+                    f"{training.epochs} epochs were done."
+                )
+            # One dataset for every member: images are decoded (and cached) once, and
+            # the shuffle order goes on changing from one member's epochs to the next.
+            # A frozen backbone's feature maps are computed once if they fit (in the
+            # first stage, for both, when it reads the backbone's pooled features).
+            fit_second_stage(
+                model,
+                train_batches,
+                val_batches,
+                callbacks,
+                epochs=training.epochs,
+                class_weight=weights,
+                initial_epoch=initial_epoch,
+                batch_size=batch_size,
+                cache_bytes=data.cache_decoded_images_mb * 2**20,
                 verbose=verbose,
                 shared=shared,
             )
-        dropping_deep = judges_deep_path(model, training)
-        if dropping_deep:
-            first_stage["best"] = first_stage_best(folder)
-            if verbose and first_stage["best"] is not None:
-                print(
-                    f"Training the rest of the model. Early stopping counts from its last "
-                    f"epoch above the wide path's val macro-F1 ({first_stage['best']:.4f}): "
-                    f"it stops after {training.early_stopping_patience} epochs if it never "
-                    "beats it (training.drop_deep_if_worse would drop it)."
-                )
-        if initial_epoch:
-            print(
-                f"Resuming from {folder / BACKUP_DIR}: {initial_epoch} of "
-                f"{training.epochs} epochs were done."
+            if dropping_deep:
+                deep_path[folder] = keep_deep_path_if_better(folder / MODEL_FILE, folder, verbose)
+            return initial_epoch
+
+        deep_path = {}  # folder -> keep_deep_path_if_better's verdict
+        started = time.perf_counter()
+        if training.ensemble == 1:
+            initial_epoch = fit_member(run_dir, training.seed)
+            model = keras.saving.load_model(run_dir / MODEL_FILE)
+        else:
+            initial_epoch, model = fit_ensemble(
+                fit_member, run_dir, training, resuming, MODEL_FILE, verbose=verbose
             )
-        # One dataset for every member: images are decoded (and cached) once, and
-        # the shuffle order goes on changing from one member's epochs to the next.
-        # A frozen backbone's feature maps are computed once if they fit (in the
-        # first stage, for both, when it reads the backbone's pooled features).
-        fit_second_stage(
-            model,
-            train_batches,
-            val_batches,
-            callbacks,
-            epochs=training.epochs,
-            class_weight=weights,
-            initial_epoch=initial_epoch,
-            batch_size=batch_size,
-            cache_bytes=data.cache_decoded_images_mb * 2**20,
-            verbose=verbose,
-            shared=shared,
-        )
-        if dropping_deep:
-            deep_path[folder] = keep_deep_path_if_better(folder / MODEL_FILE, folder, verbose)
-        return initial_epoch
+        train_seconds = time.perf_counter() - started
 
-    deep_path = {}  # folder -> keep_deep_path_if_better's verdict
-    started = time.perf_counter()
-    if training.ensemble == 1:
-        initial_epoch = fit_member(run_dir, training.seed)
-        model = keras.saving.load_model(run_dir / MODEL_FILE)
-    else:
-        initial_epoch, model = fit_ensemble(
-            fit_member, run_dir, training, resuming, MODEL_FILE, verbose=verbose
+        trained = {}
+        if deep_path.get(run_dir):
+            trained["deep_path"] = deep_path[run_dir]
+        verdicts = [verdict for verdict in deep_path.values() if verdict]
+        trained["predicted_by"] = prediction_parts(
+            model, deep_kept=not verdicts or any(verdict["kept"] for verdict in verdicts)
         )
-    train_seconds = time.perf_counter() - started
-
+        if data.multi_label:
+            # Chosen on val only; saved in the head, so model.keras and exports carry them.
+            chosen = tune_thresholds(model, dataset("val"))[DEFAULT_HEAD]
+            save_model_atomically(model, run_dir / MODEL_FILE)
+            chosen = [round(float(threshold), 6) for threshold in chosen]  # 0.45, not 0.4499999881
+            trained["thresholds"] = dict(zip(class_names, chosen, strict=True))
+        # From here on, a rerun of this command evaluates this model instead of training again.
+        write_run_record(
+            run_dir,
+            trained=trained,
+            train_seconds=train_seconds,
+            resumed_from_epoch=initial_epoch,
+            replicas=strategy.num_replicas_in_sync,
+        )
+    print(describe_prediction_parts(trained["predicted_by"]))
     metrics = {
         "num_train": len(source.train_labels()),
         "class_weight": weights,
         "data": source.summary,
+        **trained,
     }
-    if deep_path.get(run_dir):
-        metrics["deep_path"] = deep_path[run_dir]
-    verdicts = [verdict for verdict in deep_path.values() if verdict]
-    metrics["predicted_by"] = prediction_parts(
-        model, deep_kept=not verdicts or any(verdict["kept"] for verdict in verdicts)
-    )
-    print(describe_prediction_parts(metrics["predicted_by"]))
-    if data.multi_label:
-        # Chosen on val only; saved in the head, so model.keras and exports carry them.
-        chosen = tune_thresholds(model, dataset("val"))[DEFAULT_HEAD]
-        save_model_atomically(model, run_dir / MODEL_FILE)
-        chosen = [round(float(threshold), 6) for threshold in chosen]  # 0.45, not 0.4499999881
-        metrics["thresholds"] = dict(zip(class_names, chosen, strict=True))
     splits = [name for name in ("val", "test") if source.has_split(name)]
     predictions = {}  # the report shows the same predictions as the metrics
     for name in splits:
@@ -286,13 +320,7 @@ def train(manifest, config=None, output_dir="runs/latest", verbose=1):
             for member in model.members
         ]
     write_text_atomically(run_dir / METRICS_FILE, json.dumps(metrics, indent=2) + "\n")
-    write_run_record(
-        run_dir,
-        train_seconds=train_seconds,
-        resumed_from_epoch=initial_epoch,
-        replicas=strategy.num_replicas_in_sync,
-    )
-    metrics["train_seconds"] = train_seconds
+    metrics["train_seconds"] = read_run_record(run_dir).get("train_seconds", 0.0)
     if training.report:
         _write_report(run_dir, model, source, data.batch_size, predictions)
     if not data.multi_label:  # a confusion matrix needs one class per row
@@ -337,14 +365,65 @@ def _check_same_config(run_dir, config):
         )
 
 
-def _check_same_data(run_dir, fingerprint):
+def _check_same_data(run_dir, fingerprint, state=None):
     saved = read_run_record(run_dir).get("data")
     if saved is not None and _without_source(saved) != _without_source(fingerprint):
+        if state:
+            raise ConfigError(
+                f"{run_dir} holds a run that {state} on other data: run.json has {saved}, "
+                f"this run reads {fingerprint}. Resume it with the same data, pass "
+                "--overwrite to train again, or pick another output folder."
+            )
         raise ConfigError(
             f"{run_dir} holds an interrupted run ({run_dir / BACKUP_DIR}) trained on other "
             f"data: run.json has {saved}, this run reads {fingerprint}. Resume it with the "
             f"same data, or delete {run_dir / BACKUP_DIR} to start over."
         )
+
+
+def _clear_run(run_dir):
+    """Removes what a run left in `run_dir` that a new run would resume or be refused for."""
+    for backup in [run_dir / BACKUP_DIR, *run_dir.glob(f"members/*/{BACKUP_DIR}")]:
+        shutil.rmtree(backup, ignore_errors=True)
+    for path in (run_dir / METRICS_FILE, run_dir / MODEL_FILE):
+        path.unlink(missing_ok=True)
+    if read_run_record(run_dir).get("trained") is not None:
+        write_run_record(run_dir, trained=None)
+
+
+def _trained_record(run_dir, config):
+    """What run.json says of a run that finished training in `run_dir`, or None to train.
+
+    For a folder without a backup: a finished run (`metrics.json`) is refused, and
+    so is a model that no run of this config finished training; a run killed
+    between the end of its training and the end of its evaluation is resumed
+    at the evaluation when its config is this one.
+    """
+    model_file, metrics_file = run_dir / MODEL_FILE, run_dir / METRICS_FILE
+    ways_out = "Pass --overwrite (train(..., overwrite=True)) to replace it, or pick another "
+    if metrics_file.is_file():
+        raise ConfigError(
+            f"{run_dir} holds a finished run ({metrics_file.name}, {model_file.name}): "
+            f"training into it would replace them. {ways_out}output folder."
+        )
+    if not model_file.is_file():
+        return None
+    trained = read_run_record(run_dir).get("trained")
+    saved = run_dir / "config.yaml"
+    if trained is not None and saved.is_file() and load_config(saved).to_dict() == config.to_dict():
+        return trained
+    state = (
+        "a run with another config that finished training"
+        if trained is not None
+        else "a run that did not finish training"
+    )
+    raise ConfigError(f"{run_dir} holds {model_file.name} from {state}. {ways_out}output folder.")
+
+
+def _preprocessor_of(model):
+    """The preprocessor a trained classifier (or an ensemble's first member) carries."""
+    members = getattr(model, "members", None)
+    return members[0].preprocessor if members else model.preprocessor
 
 
 def _without_source(fingerprint):  # the same file named by another path is the same data

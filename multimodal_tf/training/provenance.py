@@ -10,6 +10,8 @@ import json
 import platform
 from pathlib import Path
 
+from multimodal_tf.files import write_text_atomically
+
 PACKAGES = ("multimodal_tf", "tensorflow", "keras", "numpy", "spacy", "pillow", "keras-tuner")
 
 
@@ -71,7 +73,7 @@ def write_run_record(run_dir, **fields):
     record = json.loads(path.read_text()) if path.is_file() else {}
     record.update(fields)
     record["versions"] = library_versions()
-    path.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
+    write_text_atomically(path, json.dumps(record, indent=2, sort_keys=True) + "\n")
     return record
 
 

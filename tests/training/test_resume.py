@@ -260,3 +260,63 @@ def test_deterministic_reruns_give_identical_metrics(tiny_manifest, tiny_config,
         outputs.append((tmp_path / name / "metrics.json").read_text())
         assert "train_seconds" not in json.loads(outputs[-1])  # timing is in run.json
     assert outputs[0] == outputs[1]
+
+
+def test_a_finished_run_is_not_replaced_unless_asked(tiny_manifest, tiny_config, tmp_path):
+    from multimodal_tf.errors import ConfigError
+    from multimodal_tf.training.fit import train
+
+    run = tmp_path / "run"
+    train(tiny_manifest, tiny_config, run, verbose=0)
+    before = {name: (run / name).read_bytes() for name in ("metrics.json", "model.keras")}
+    tiny_config.training.learning_rate = 0.5
+    with pytest.raises(ConfigError, match="holds a finished run .*Pass --overwrite"):
+        train(tiny_manifest, tiny_config, run, verbose=0)
+    assert {name: (run / name).read_bytes() for name in before} == before
+    assert "learning_rate: 0.5" not in (run / "config.yaml").read_text()
+
+    train(tiny_manifest, tiny_config, run, verbose=0, overwrite=True)
+    assert (run / "model.keras").read_bytes() != before["model.keras"]
+    assert "learning_rate: 0.5" in (run / "config.yaml").read_text()
+
+
+def test_a_run_killed_after_training_resumes_at_evaluation(
+    tiny_manifest, tiny_config, tmp_path, monkeypatch, capsys
+):
+    from multimodal_tf.training import fit
+
+    run = tmp_path / "run"
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt  # as a kill between training and metrics.json
+
+    with monkeypatch.context() as patch:
+        patch.setattr(fit, "evaluate_predictions", killed)
+        with pytest.raises(KeyboardInterrupt):
+            fit.train(tiny_manifest, tiny_config, run, verbose=0)
+    model_bytes = (run / "model.keras").read_bytes()
+    assert not (run / "metrics.json").exists()
+    capsys.readouterr()
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("trained again")
+
+    monkeypatch.setattr(fit, "fit_second_stage", no_training)
+    result = fit.train(tiny_manifest, tiny_config, run, verbose=0)
+    assert "Resuming at evaluation" in capsys.readouterr().out
+    assert (run / "model.keras").read_bytes() == model_bytes
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["test"]["accuracy"] == pytest.approx(result.metrics["test"]["accuracy"])
+    assert metrics["predicted_by"] and result.metrics["train_seconds"] > 0
+
+
+def test_a_model_without_a_finished_training_is_not_replaced(tiny_manifest, tiny_config, tmp_path):
+    from multimodal_tf.errors import ConfigError
+    from multimodal_tf.training.fit import train
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "model.keras").write_bytes(b"someone's model")
+    with pytest.raises(ConfigError, match="a run that did not finish training"):
+        train(tiny_manifest, tiny_config, run, verbose=0)
+    assert (run / "model.keras").read_bytes() == b"someone's model"
