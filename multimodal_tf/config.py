@@ -13,6 +13,7 @@ from pathlib import Path
 import yaml
 
 from multimodal_tf.errors import ConfigError
+from multimodal_tf.files import write_text_atomically
 
 # What an exported model reads of a text, in UTF-8 bytes; the rest is cut off before
 # any standardization (`multimodal-tf export --max-text-bytes`). About 3,000 words: far
@@ -222,9 +223,9 @@ def save_config(config, path):
     path = Path(path)
     values = config.to_dict()
     if path.suffix.lower() == ".json":
-        path.write_text(json.dumps(values, indent=2) + "\n", encoding="utf-8")
+        write_text_atomically(path, json.dumps(values, indent=2) + "\n")
     else:
-        path.write_text(yaml.safe_dump(values, sort_keys=False), encoding="utf-8")
+        write_text_atomically(path, yaml.safe_dump(values, sort_keys=False))
 
 
 def _reject_unknown(values, allowed, source, where):

@@ -13,11 +13,26 @@ def current_umask():
     return mask
 
 
-def write_text_atomically(path, text):
-    """Writes `text` to a temporary file beside `path` and renames it over `path`."""
-    temporary = Path(path).with_name(f".{Path(path).name}.tmp")
-    temporary.write_text(text)
-    os.replace(temporary, path)
+def write_text_atomically(path, text, encoding="utf-8"):
+    """Writes `text` to a temporary file beside `path` and renames it over `path`.
+
+    A kill leaves the old file or the new one, never half of one; the file gets
+    the permissions the umask allows, as a plain write would.
+
+    Example:
+    >>> write_text_atomically(run / "metrics.json", "{}")  # doctest: +SKIP
+    """
+    write_bytes_atomically(path, text.encode(encoding))
+
+
+def write_bytes_atomically(path, data):
+    """`write_text_atomically` for bytes."""
+    path = Path(path)
+    with temporary_path_next_to(path) as temporary:
+        with open(temporary, "wb") as handle:
+            handle.write(data)
+        os.chmod(temporary, 0o666 & ~current_umask())  # mkstemp makes it 0600
+        os.replace(temporary, path)
 
 
 @contextlib.contextmanager

@@ -6,6 +6,7 @@ from pathlib import Path
 import tensorflow as tf
 
 from multimodal_tf.errors import DataError
+from multimodal_tf.files import write_text_atomically
 
 META_FILE = "prepared.json"
 _FEATURES = {
@@ -63,7 +64,7 @@ def write_tfrecords(splits, output_dir, num_shards=8, source="", multi_label=Fal
         labels = sorted({record.label for record in records if record.label is not None})
         meta["splits"][split] = {"files": names, "num_samples": len(records), "labels": labels}
     path = output_dir / META_FILE
-    path.write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+    write_text_atomically(path, json.dumps(meta, indent=2) + "\n")
     return path
 
 

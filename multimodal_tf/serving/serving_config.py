@@ -15,6 +15,7 @@ from google.protobuf import (
 )
 from tensorflow_serving.config import model_server_config_pb2
 
+from multimodal_tf.files import write_text_atomically
 from multimodal_tf.serving.export import SIGNATURE
 
 MODELS_CONFIG = "models.config"
@@ -143,10 +144,9 @@ def write_serving_config(output_dir, models, labels=None, version_policy=None, b
         "models_config": output_dir / MODELS_CONFIG,
         "batching_parameters": output_dir / BATCHING_FILE,
     }
-    paths["models_config"].write_text(text_format.MessageToString(config), encoding="utf-8")
-    paths["batching_parameters"].write_text(
-        text_format.MessageToString(batching_pb), encoding="utf-8"
-    )
+    # The model server re-reads models.config while it runs: never half of it.
+    write_text_atomically(paths["models_config"], text_format.MessageToString(config))
+    write_text_atomically(paths["batching_parameters"], text_format.MessageToString(batching_pb))
     return paths
 
 

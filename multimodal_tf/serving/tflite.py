@@ -36,6 +36,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from multimodal_tf.files import write_bytes_atomically, write_text_atomically
 from multimodal_tf.serving.export import LABELS_FILE
 
 PREPROCESSOR_FILE = "preprocessor.json"
@@ -125,7 +126,7 @@ def export_tflite(model, path, representative=None, select_tf_ops=False):
             )
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
         converter.representative_dataset = lambda: _rows(representative, specs)
-    path.write_bytes(converter.convert())
+    write_bytes_atomically(path, converter.convert())
     _write_sidecars(model, path.parent, specs)
     return path
 
@@ -234,7 +235,7 @@ def _write_sidecars(model, folder, specs):
         lines = [f"{head}: {','.join(names)}" for head, names in model.class_names.items()]
     else:
         lines = list(model.class_names)
-    (folder / LABELS_FILE).write_text("\n".join(lines) + "\n", encoding="utf-8")
+    write_text_atomically(folder / LABELS_FILE, "\n".join(lines) + "\n")
     standardizer = model.preprocessor.text_standardizer.get_config()
     description = {
         "inputs": {
@@ -253,6 +254,6 @@ def _write_sidecars(model, folder, specs):
         # `MultimodalPreprocessor.from_config(...)` rebuilds the exact preprocessor.
         "preprocessor": model.preprocessor.get_config(),
     }
-    (folder / PREPROCESSOR_FILE).write_text(
-        json.dumps(description, indent=1, ensure_ascii=False) + "\n", encoding="utf-8"
+    write_text_atomically(
+        folder / PREPROCESSOR_FILE, json.dumps(description, indent=1, ensure_ascii=False) + "\n"
     )

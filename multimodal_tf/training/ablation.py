@@ -14,6 +14,7 @@ from multimodal_tf.config import RunConfig, load_config, save_config
 from multimodal_tf.data.source import prepare_tfrecords
 from multimodal_tf.data.tfrecords import read_prepared
 from multimodal_tf.errors import ConfigError, DataError
+from multimodal_tf.files import write_text_atomically
 from multimodal_tf.layers.fusion import FUSIONS
 from multimodal_tf.training.fit import METRICS_FILE, train
 from multimodal_tf.training.provenance import read_run_record
@@ -346,9 +347,6 @@ def _csv(rows, columns):
 
 
 def _write_text(path, text):
-    # Write then rename, so a crash never leaves a half-written table.
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(path.name + ".tmp")
-    temporary.write_text(text, encoding="utf-8")
-    temporary.replace(path)
+    write_text_atomically(path, text)

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
+from multimodal_tf.files import write_text_atomically
 from multimodal_tf.models.classifier import DEFAULT_HEAD
 from multimodal_tf.training import html_page
 from multimodal_tf.training.attention_maps import (
@@ -160,9 +161,7 @@ def write_report(
         ):
             body.append(html_page.figure(figures / name, caption, escape=False))
     path = run_dir / REPORT_FILE
-    path.write_text(
-        html_page.page(f"{run_dir.name}: {split} split", "\n".join(body)), encoding="utf-8"
-    )
+    write_text_atomically(path, html_page.page(f"{run_dir.name}: {split} split", "\n".join(body)))
     return path
 
 
