@@ -109,25 +109,25 @@ def check_pretrained_backbone(notebook, workdir):
 # Per notebook: the environment that shrinks it to a smoke run, and what must come out.
 NOTEBOOK_RUNS = {
     "01_quickstart.ipynb": (
-        {"QUICKSTART_NUM_SAMPLES": "600", "QUICKSTART_EPOCHS": "3"},
+        {"QUICKSTART_NUM_SAMPLES": "300", "QUICKSTART_EPOCHS": "2"},
         check_quickstart,
     ),
     "02_fusion_strategies.ipynb": (
         {
-            "FUSION_NUM_SAMPLES": "300",
+            "FUSION_NUM_SAMPLES": "200",
             "FUSION_EPOCHS": "2",
             "FUSION_VARIANTS": ",".join(FUSION_SMOKE_VARIANTS),
         },
         check_fusion_strategies,
     ),
     "03_serving.ipynb": (
-        {"SERVING_NUM_SAMPLES": "300", "SERVING_EPOCHS": "2"},
+        {"SERVING_NUM_SAMPLES": "200", "SERVING_EPOCHS": "1"},
         check_serving,
     ),
     "04_pretrained_backbone.ipynb": (
         {
-            "PRETRAINED_NUM_SAMPLES": "300",
-            "PRETRAINED_EPOCHS": "2",
+            "PRETRAINED_NUM_SAMPLES": "200",
+            "PRETRAINED_EPOCHS": "1",
         },
         check_pretrained_backbone,
     ),
