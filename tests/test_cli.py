@@ -112,6 +112,7 @@ def test_train_evaluate_export_predict(tiny_manifest, tiny_config, tmp_path, cap
     assert "already exists" in capsys.readouterr().err
 
     predictions = tmp_path / "predictions.csv"
+    capsys.readouterr()
     assert (
         main(
             [
@@ -126,6 +127,7 @@ def test_train_evaluate_export_predict(tiny_manifest, tiny_config, tmp_path, cap
         )
         == 0
     )
+    printed = capsys.readouterr().out
     rows = list(csv.DictReader(predictions.open()))
     assert len(rows) == 24
     assert set(rows[0]) == {
@@ -138,7 +140,40 @@ def test_train_evaluate_export_predict(tiny_manifest, tiny_config, tmp_path, cap
     for row in rows:
         total = float(row["probability_cold"]) + float(row["probability_warm"])
         assert total == pytest.approx(1.0, abs=1e-4)
-        assert row["predicted_label"] in ("cold", "warm")
+
+    # Each row holds the Keras model's probabilities for that manifest row, in the
+    # model's class order, and the class with the highest one.
+    import numpy as np
+
+    from multimodal_tf.data.manifest import read_manifest
+    from multimodal_tf.training.evaluate import load_model_file, predict_records
+
+    model = load_model_file(run)
+    records = read_manifest(tiny_manifest)
+    keras_probabilities, _ = predict_records(model, records)
+    assert [row["id"] for row in rows] == [record.id for record in records]
+    assert [row["label"] for row in rows] == [record.label for record in records]
+    written = np.array(
+        [[float(row[f"probability_{name}"]) for name in model.class_names] for row in rows]
+    )
+    np.testing.assert_allclose(
+        written, keras_probabilities, atol=1e-5, err_msg="predict's CSV != the Keras model"
+    )
+    assert [row["predicted_label"] for row in rows] == [
+        model.class_names[index] for index in keras_probabilities.argmax(axis=-1)
+    ]
+    # Its accuracy is evaluate's on the same rows: all of them, and the test split.
+    every_row = ["evaluate", "--run", str(run), "--manifest", str(tiny_manifest), "--split", "all"]
+    assert main(every_row) == 0
+    evaluated_all = json.loads(capsys.readouterr().out.split("\n", 1)[1])
+    assert evaluated_all["num_samples"] == 24
+    printed_accuracy = re.search(r"accuracy against the manifest's labels: ([0-9.]+)", printed)
+    assert printed_accuracy, printed
+    assert float(printed_accuracy[1]) == pytest.approx(evaluated_all["accuracy"], abs=5e-5)
+    correct = [row["predicted_label"] == row["label"] for row in rows]
+    assert np.mean(correct) == pytest.approx(evaluated_all["accuracy"])
+    on_test = [ok for ok, record in zip(correct, records, strict=True) if record.split == "test"]
+    assert np.mean(on_test) == pytest.approx(evaluated["accuracy"])
 
 
 def run_failing(argv, capsys):

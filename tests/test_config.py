@@ -1,3 +1,4 @@
+import dataclasses
 import json
 
 import pytest
@@ -20,13 +21,69 @@ def test_yaml_overrides_only_what_it_names(tmp_path):
     assert config.training.epochs == 3 and config.data == RunConfig().data
 
 
-def test_json_and_snapshot_round_trip(tmp_path):
+def typed_fields(config):
+    """Each `section.key` of a `RunConfig` -> (type name, value), tuple items typed too.
+
+    `==` alone takes True for 1 and 1 for 1.0; these pairs do not.
+    """
+    return {
+        f"{section.name}.{key.name}": typed(getattr(getattr(config, section.name), key.name))
+        for section in dataclasses.fields(config)
+        for key in dataclasses.fields(getattr(config, section.name))
+    }
+
+
+def typed(value):
+    if isinstance(value, list | tuple):
+        return type(value).__name__, [typed(item) for item in value]
+    return type(value).__name__, value
+
+
+def changed_config():
+    """A config whose values differ from the defaults, one of each kind a section holds."""
     config = RunConfig()
-    config.data.image_size = (32, 48)
-    for name in ("snapshot.yaml", "snapshot.json"):
-        save_config(config, tmp_path / name)
-        assert load_config(tmp_path / name) == config
-    json.loads((tmp_path / "snapshot.json").read_text())
+    config.data.image_size = (32, 48)  # tuple of int
+    config.data.batch_size = 7  # int
+    config.data.val_fraction = 0.25  # float
+    config.data.emoticons = False  # bool
+    config.data.lexicon = "none"  # str
+    config.model.image_filters = (8, 16, 24)
+    config.model.image_augmentation = True  # true, false or "auto"
+    config.model.wide_c = 3.0  # a whole float stays a float
+    config.training.learning_rate = 5e-4
+    config.training.deterministic = True
+    config.export.name = "demo"
+    return config
+
+
+@pytest.mark.parametrize("config", [RunConfig(), changed_config()], ids=["default", "changed"])
+@pytest.mark.parametrize("name", ["snapshot.json", "snapshot.yaml"])
+def test_json_and_snapshot_round_trip(tmp_path, config, name):
+    save_config(config, tmp_path / name)
+    loaded = load_config(tmp_path / name)
+    assert loaded == config
+    assert typed_fields(loaded) == typed_fields(config)
+
+
+def test_saved_json_is_the_config_as_plain_json(tmp_path):
+    config = changed_config()
+    save_config(config, tmp_path / "run.json")
+    written = json.loads((tmp_path / "run.json").read_text(encoding="utf-8"))
+    assert written == config.to_dict()
+    assert set(written) == {"data", "model", "training", "export"}
+    assert written["data"]["image_size"] == [32, 48]  # JSON has lists, not tuples
+    assert written["data"]["emoticons"] is False
+    assert written["model"]["image_augmentation"] is True
+    assert type(written["model"]["wide_c"]) is float and written["model"]["wide_c"] == 3.0
+    assert written["training"]["learning_rate"] == 5e-4
+
+
+def test_a_whole_number_for_a_float_key_loads_as_a_float(tmp_path):
+    path = tmp_path / "run.json"
+    path.write_text(json.dumps({"model": {"wide_c": 3}, "data": {"image_size": [32, 48]}}))
+    config = load_config(path)
+    assert type(config.model.wide_c) is float and config.model.wide_c == 3.0
+    assert config.data.image_size == (32, 48) and type(config.data.image_size) is tuple
 
 
 @pytest.mark.parametrize(

@@ -8,6 +8,11 @@ bodies where the model server binary is not installed. It is not a server for
 production: one version, no batching, no version policy, no model reloading,
 no TLS, bound to 127.0.0.1 only.
 
+It reads request bodies with its own code, written from TF Serving's documented
+REST JSON (`instances` or `inputs`, binary values as `{"b64": ...}`), not with
+`rest.py`'s: a `RestClient` whose JSON strays from TF Serving's is refused here
+as the model server would refuse it.
+
 So that a test or notebook cannot hang or crash it, it has a listen backlog
 of 1024 and a daemon thread per connection (200 clients at once are all
 answered), a read timeout (5 s by default) after which a stalled connection is
@@ -18,6 +23,7 @@ Each connection carries one request (HTTP/1.0, no keep-alive).
 """
 
 import base64
+import binascii
 import json
 import os
 import re
@@ -33,7 +39,7 @@ import tensorflow as tf
 from google.protobuf import json_format
 from tensorflow.core.protobuf import saved_model_pb2
 
-from multimodal_tf.serving.rest import ServingError, decode_rest_body
+from multimodal_tf.serving.rest import ServingError
 
 _URL = re.compile(
     r"^/v1/models/(?P<name>[^/:]+)"
@@ -41,6 +47,13 @@ _URL = re.compile(
     r"(?P<verb>:predict|/metadata)?$"
 )
 _CONTENT_LENGTH = re.compile(r"[0-9]+")
+# TF Serving's REST JSON (tensorflow_serving/g3doc/api_rest.md): a row body lists one
+# object per sample under "instances", a columnar body one list per input under
+# "inputs", and a binary string travels as an object whose only key is "b64", holding
+# standard Base64 ("Encoding binary values"). The same key marks binary outputs.
+_ROWS = "instances"
+_COLUMNS = "inputs"
+_BASE64 = "b64"
 _DEEP_JSON = (
     "JSON Parse error: the body nests arrays and objects too deeply for Python's JSON reader."
 )
@@ -185,11 +198,8 @@ class ServingEmulator:
             raise ServingError(f'Serving signature name: "{name}" not found in signature def', 400)
         signature = self._loaded.signatures[name]
         input_names = tuple(signature.structured_input_signature[1])
-        columns = decode_rest_body(body, input_names)
-        tensors = {
-            key: tf.constant([v.encode("utf-8") if isinstance(v, str) else v for v in values])
-            for key, values in columns.items()
-        }
+        columns = _request_inputs(body, input_names)
+        tensors = {key: tf.constant(values) for key, values in columns.items()}
         try:
             with self._predicting:
                 outputs = signature(**tensors)
@@ -197,7 +207,7 @@ class ServingEmulator:
             status = 400 if isinstance(error, tf.errors.InvalidArgumentError) else 500
             raise ServingError(_server_message(error.message), status) from None
         outputs = {key: [_json_value(key, v) for v in t.numpy()] for key, t in outputs.items()}
-        if "instances" in body:
+        if _ROWS in body:
             rows = [
                 dict(zip(outputs, values, strict=True))
                 for values in zip(*outputs.values(), strict=True)
@@ -274,11 +284,94 @@ def _json_excerpt(value):
         return f"<{type(value).__name__} nested too deeply to show>"
 
 
+def _request_inputs(body, input_names):
+    # The signature's inputs in a predict body, read by TF Serving's REST rules (the
+    # comment at _ROWS) on their own, not by the client's code: a client whose JSON
+    # strays from them is refused here as by the model server. Returns input name ->
+    # list of bytes (a plain JSON string is its UTF-8 bytes), in input_names order.
+    if _ROWS in body and _COLUMNS in body:
+        raise ServingError("Only one of 'instances' or 'inputs' may be specified.", 400)
+    if _ROWS in body:
+        instances = _json_list(body[_ROWS], _ROWS)
+        if not instances:
+            raise ServingError("'instances' is empty: send at least one sample.", 400)
+        columns = {}
+        for index, instance in enumerate(instances):
+            if not isinstance(instance, dict):
+                raise ServingError(
+                    f"instances[{index}] must be an object naming the inputs; "
+                    f"received {str(instance)[:200]}.",
+                    400,
+                )
+            if index == 0:
+                columns = {name: [] for name in instance}
+            elif instance.keys() != columns.keys():
+                raise ServingError(
+                    f"instances[{index}] has inputs {sorted(instance)}, instances[0] has "
+                    f"{sorted(columns)}: every instance names the same inputs.",
+                    400,
+                )
+            for name, value in instance.items():
+                columns[name].append(_string_tensor_value(value, f"instances[{index}][{name!r}]"))
+    elif _COLUMNS in body:
+        inputs = body[_COLUMNS]
+        if not isinstance(inputs, dict):
+            raise ServingError(
+                f"'inputs' must name each input ({', '.join(input_names)}); "
+                f"received {str(inputs)[:200]}.",
+                400,
+            )
+        columns = {}
+        for name, values in inputs.items():
+            where = f"inputs[{name!r}]"
+            columns[name] = [
+                _string_tensor_value(value, f"{where}[{index}]")
+                for index, value in enumerate(_json_list(values, where))
+            ]
+    else:
+        raise ServingError("Missing 'inputs' or 'instances' key.", 400)
+    extra = sorted(set(columns) - set(input_names))
+    missing = sorted(set(input_names) - set(columns))
+    if extra or missing:
+        raise ServingError(
+            f"input size does not match signature: {len(columns)}!={len(input_names)} "
+            f"len({{{', '.join(sorted(columns))}}}) != len({{{', '.join(sorted(input_names))}}}). "
+            f"Sent extra: {{{', '.join(extra)}}}. "
+            f"Missing but required: {{{', '.join(missing)}}}.",
+            400,
+        )
+    return {name: columns[name] for name in input_names}
+
+
+def _json_list(value, where):
+    if not isinstance(value, list):
+        raise ServingError(f"{where} must be a list; received {str(value)[:200]}.", 400)
+    return value
+
+
+def _string_tensor_value(value, where):
+    # One element of a DT_STRING input: a JSON string is its UTF-8 bytes; binary
+    # data is {"b64": "<standard Base64>"}, an object with that one key.
+    if isinstance(value, str):
+        return value.encode("utf-8")
+    if isinstance(value, dict) and list(value) == [_BASE64] and isinstance(value[_BASE64], str):
+        try:
+            return base64.b64decode(value[_BASE64], validate=True)
+        except binascii.Error as error:
+            raise ServingError(
+                f"{where}: '{_BASE64}' is not valid base64 ({error}).", 400
+            ) from None
+    raise ServingError(
+        f'{where} must be a string or {{"{_BASE64}": <base64>}}; received {str(value)[:200]}.',
+        400,
+    )
+
+
 def _json_value(name, value):
     if isinstance(value, bytes):
         # TF Serving base64-encodes outputs named *_bytes and sends other strings as text.
         if name.endswith("_bytes"):
-            return {"b64": base64.b64encode(value).decode("ascii")}
+            return {_BASE64: base64.b64encode(value).decode("ascii")}
         return value.decode("utf-8", "replace")
     return value.tolist() if hasattr(value, "tolist") else value
 
