@@ -50,25 +50,35 @@ def run_model_saving_test(model, input_data, tmp_path):
     return restored
 
 
-def run_export_test(model, texts, images, tmp_path, atol=1e-5, isolated=False, **export_kwargs):
+def run_export_test(
+    model, texts, images, tmp_path, atol=1e-5, isolated=False, modalities=None, **export_kwargs
+):
     """The exported SavedModel, given raw inputs, matches the Keras model.
+
+    First the inputs are checked to be able to tell a wrong serving graph
+    from a right one (`assert_outputs_follow_each_modality`): the Keras
+    probabilities differ between them, and change, by more than `atol`, when
+    only the text or only the image changes (each modality the model's
+    predictions read).
 
     Args:
         model: a `MultimodalClassifier` with its preprocessor.
         texts: list of str. Raw texts.
         images: list of bytes. Encoded images.
+        atol: float. Tolerance of the comparison with the Keras model.
         isolated: bool. Load the SavedModel in a new process where importing
             multimodal_tf raises, as TF Serving would (one test proves that;
             the others load it here, which checks the same graph faster).
+        modalities: iterable of "text" and "image", or None. The modalities
+            that must move the probabilities; None means those the model's
+            predictions read (`modalities_read`).
         **export_kwargs: passed to `export_saved_model`.
     """
     from multimodal_tf.serving.export import export_saved_model
 
+    # Checked before the export: it costs seconds, this a few predictions.
+    expected = assert_outputs_follow_each_modality(model, texts, images, atol, modalities)
     version_dir = export_saved_model(model, tmp_path / "served", **export_kwargs)
-    features = model.preprocessor(
-        {"text": np.array(texts, dtype=object), "image": np.array(images, dtype=object)}
-    )
-    expected = model.predict(features, verbose=0)
     if not isolated:
         import tensorflow as tf
 
@@ -131,3 +141,136 @@ def interrupt_train_at(monkeypatch, epoch):
         lambda *args, **kwargs: (original(*args, **kwargs)[0] + [Interrupt()], 0),
     )
     return lambda: monkeypatch.setattr(fit, "training_callbacks", original)
+
+
+MODALITIES = ("text", "image")
+
+
+def modalities_read(model):
+    """The modalities that `model`'s predictions read, in `MODALITIES` order.
+
+    Those of `model.modalities`, except for a model (or ensemble member)
+    whose deep path `training.drop_deep_if_worse` zeroed: its wide path reads
+    the text, and the image only with `wide_image`.
+
+    Args:
+        model: a `MultimodalClassifier` or `MultimodalEnsemble`.
+    """
+    from multimodal_tf.models.wide_model import deep_path_is_silent
+
+    read = set()
+    for member in getattr(model, "members", [model]):
+        if getattr(member, "wide", False) and deep_path_is_silent(member):
+            read.update(["text", "image"] if member.wide_image else ["text"])
+        else:
+            read.update(member.modalities)
+    return [name for name in MODALITIES if name in read]
+
+
+def assert_outputs_follow_each_modality(model, texts, images, atol, modalities=None):
+    """The Keras outputs differ between the inputs and follow each modality, by more than `atol`.
+
+    Inputs on which a parity check (served vs Keras, within `atol`) can tell
+    a serving graph that reads the inputs wrongly: the probabilities are not
+    the same for every row, and they change when each row gets the next
+    row's image (texts unchanged) and when it gets the next row's text
+    (images unchanged). A graph that read that modality wrongly (channels
+    reversed, another resize, text cut short) would then be expected to give
+    other probabilities too.
+
+    Args:
+        model: a `MultimodalClassifier` with its preprocessor.
+        texts: list of str. Raw texts.
+        images: list of bytes. Encoded images.
+        atol: float. The parity check's tolerance.
+        modalities: iterable of "text" and "image", or None. The modalities
+            that must move the probabilities; None means `modalities_read(model)`.
+
+    Returns:
+        The Keras model's outputs on `texts` and `images`.
+    """
+    texts, images = list(texts), list(images)
+
+    def predict(texts, images):
+        features = model.preprocessor(
+            {"text": np.array(texts, dtype=object), "image": np.array(images, dtype=object)}
+        )
+        return model.predict(features, verbose=0)
+
+    def flat(outputs):  # a multi-head model's outputs side by side
+        if isinstance(outputs, dict):
+            return np.concatenate([outputs[name] for name in sorted(outputs)], axis=-1)
+        return np.asarray(outputs)
+
+    expected = predict(texts, images)
+    probabilities = flat(expected)
+    assert len(probabilities) >= 2, "give at least two inputs: outputs must differ between them"
+    spread = float(np.abs(probabilities - probabilities[:1]).max())
+    assert spread > atol, (
+        f"the Keras model gives every input the same outputs (they differ by at most "
+        f"{spread:.3g}, not more than atol={atol}): comparing the served graph with it "
+        "on these inputs cannot tell a graph that ignores its inputs"
+    )
+    changed = {"text": (texts[1:] + texts[:1], images), "image": (texts, images[1:] + images[:1])}
+    wanted = modalities_read(model) if modalities is None else list(modalities)
+    for name in wanted:
+        moved = float(np.abs(flat(predict(*changed[name])) - probabilities).max())
+        assert moved > atol, (
+            f"changing only the {name} (each row given the next row's) moves the Keras outputs "
+            f"by at most {moved:.3g}, not more than atol={atol}: comparing the served graph "
+            f"with the model on these inputs cannot see how the graph reads the {name}. Give "
+            f"inputs with different {name}s, and a model whose predictions read it."
+        )
+    return expected
+
+
+def served_image_features(version_dir, texts, images):
+    """The image tensors that an exported model's preprocessor makes from raw inputs.
+
+    Runs the part of the SavedModel's `serving_default` graph from its `text`
+    and `image` inputs to the preprocessor's float outputs: the tensors made
+    inside the preprocessor's name scope and read by the model outside it.
+    That is the image decoding the served model does, request checks
+    included, run from the saved graph rather than from the Python layers.
+
+    Args:
+        version_dir: str or Path. A version folder written by `export_saved_model`.
+        texts: list of str. Raw texts.
+        images: list of bytes. Encoded images.
+
+    Returns:
+        dict of NumPy arrays: `image` (float32 `[batch, height, width, 3]`)
+        and `image_present` (float32 `[batch]`).
+    """
+    import tensorflow as tf
+
+    serve = tf.saved_model.load(str(version_dir)).serving_default.graph
+
+    def scope(op):
+        return op.name.split("/", 1)[0]
+
+    outputs = {}
+    for op in serve.get_operations():
+        if "preprocessor" not in scope(op):
+            continue
+        for tensor in op.outputs:
+            read_outside = any("preprocessor" not in scope(c) for c in tensor.consumers())
+            name = {4: "image", 1: "image_present"}.get(tensor.shape.rank)
+            if read_outside and tensor.dtype == tf.float32 and name:
+                assert name not in outputs, f"two candidates for {name}: {tensor.name}"
+                outputs[name] = tensor.name
+    assert set(outputs) == {"image", "image_present"}, (
+        f"the served graph's preprocessor outputs read by the model are {outputs}; "
+        "expected an image [batch, height, width, 3] and image_present [batch]"
+    )
+    graph_def = serve.as_graph_def()
+    wrapped = tf.compat.v1.wrap_function(
+        lambda: tf.graph_util.import_graph_def(graph_def, name=""), []
+    )
+    graph = wrapped.graph
+    part = wrapped.prune(
+        feeds=[graph.get_tensor_by_name("text:0"), graph.get_tensor_by_name("image:0")],
+        fetches={name: graph.get_tensor_by_name(tensor) for name, tensor in outputs.items()},
+    )
+    result = part(tf.constant(list(texts), tf.string), tf.constant(list(images), tf.string))
+    return {name: tensor.numpy() for name, tensor in result.items()}

@@ -1,13 +1,17 @@
+import io
 from pathlib import Path
 
 import numpy as np
 import pytest
 import tensorflow as tf
+from PIL import Image
 
 from multimodal_tf.data.dataset import decoded_cache_bytes, make_dataset, shared_preprocess
 from multimodal_tf.data.manifest import read_manifest, split_records
 from multimodal_tf.errors import DataError
 from multimodal_tf.models.preprocessor import MultimodalPreprocessor
+from tests.conftest import write_manifest
+from tests.helpers import served_image_features
 
 
 def test_batches_carry_preprocessed_features_and_one_hot_labels(tiny_manifest):
@@ -104,3 +108,58 @@ def test_datasets_share_one_trace_until_the_preprocessor_changes(tiny_manifest):
     batch = next(iter(make_dataset(records[:1], preprocessor, batch_size=1)))
     expected = preprocessor({"text": tf.constant([records[0].text])})["token_ids"]
     np.testing.assert_array_equal(batch["token_ids"], expected)
+
+
+def noise_image(width, height, format, seed):
+    """Encoded bytes of random RGB pixels: channel order and resizing show in every one."""
+    pixels = np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format=format)
+    return buffer.getvalue()
+
+
+def test_training_batches_hold_the_images_the_exported_model_decodes(tmp_path):
+    """The `tf.data` pipeline and the SavedModel's graph decode the same bytes alike.
+
+    Images of both formats, larger and smaller than the model's 16 x 16, and
+    a row without an image: channel order, the JPEG scale, the resize and
+    `image_present` must agree, streamed or cached.
+    """
+    from multimodal_tf.models.classifier import MultimodalClassifier
+    from multimodal_tf.serving.export import export_saved_model
+
+    files = {
+        "wide.png": noise_image(40, 24, "PNG", 0),
+        "photo.jpg": noise_image(64, 48, "JPEG", 1),  # libjpeg decodes it at 1/2 scale
+        "small.png": noise_image(9, 13, "PNG", 2),  # enlarged
+        "tall.jpg": noise_image(20, 50, "JPEG", 3),
+        "": b"",  # no image
+    }
+    rows = []
+    for index, (name, data) in enumerate(files.items()):
+        if name:
+            (tmp_path / name).write_bytes(data)
+        label = "warm" if index % 2 else "cold"
+        rows.append({"id": str(index), "text": f"{label} {name}", "image": name, "label": label})
+    records = read_manifest(write_manifest(tmp_path, rows), allow_missing=True)
+    preprocessor = MultimodalPreprocessor(sequence_length=6, image_size=(16, 16))
+    preprocessor.adapt([r.text for r in records], min_frequency=1)
+    model = MultimodalClassifier(
+        ["cold", "warm"], preprocessor, hidden_dim=8, image_filters=(4, 8), grid_size=2
+    )
+    version_dir = export_saved_model(model, tmp_path / "served", allow_missing=True)
+    served = served_image_features(version_dir, [r.text for r in records], list(files.values()))
+    np.testing.assert_array_equal(served["image_present"], [1, 1, 1, 1, 0])
+    # Reversed channels would be another image: the comparison below sees the channel order.
+    assert np.abs(served["image"] - served["image"][..., ::-1]).mean() > 10
+    for cache in (False, True):
+        batches = list(make_dataset(records, preprocessor, ["cold", "warm"], 2, cache=cache))
+        for key, atol in (("image", 1e-4), ("image_present", 0)):
+            trained_on = np.concatenate([features[key].numpy() for features, _ in batches])
+            np.testing.assert_allclose(
+                trained_on,
+                served[key],
+                atol=atol,
+                err_msg=f"{key} of the training batches (cache={cache}) is not what the "
+                "exported model's preprocessor makes from the same bytes",
+            )

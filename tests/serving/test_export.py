@@ -18,6 +18,7 @@ from multimodal_tf.serving.export import export_saved_model
 from multimodal_tf.serving.predict import predict_manifest
 from multimodal_tf.training.fit import train
 from tests.conftest import image_bytes, write_manifest
+from tests.helpers import assert_outputs_follow_each_modality, modalities_read
 
 
 @pytest.fixture(scope="module")
@@ -43,6 +44,9 @@ def trained(tmp_path_factory):
     config = make_tiny_config()
     config.data.val_fraction = config.data.test_fraction = 0.25
     config.training.epochs = 1
+    # The deep path, which reads the image, is kept whatever val says: the served
+    # probabilities are compared with the Keras model's on both modalities.
+    config.training.drop_deep_if_worse = False
     return train(manifest, config, tmp_path_factory.mktemp("run"), verbose=0).model
 
 
@@ -153,6 +157,9 @@ def test_a_poller_never_sees_a_half_written_version(trained, tmp_path):
 def test_saved_model_cli_run_gives_the_keras_probabilities(trained, tmp_path):
     texts = ["hot 3", "cold 4", "", "hot cold"]
     images = [image_bytes((200, 20, 30)), image_bytes((20, 40, 200), format="JPEG")] * 2
+    # On these inputs the probabilities move with the text and with the image, by more
+    # than the tolerance below: a graph that read either wrongly would fail.
+    assert_outputs_follow_each_modality(trained, texts, images, 1e-5, ("text", "image"))
     version_dir = export_saved_model(trained, tmp_path / "m")
     np.save(tmp_path / "text.npy", np.array(texts, dtype=object), allow_pickle=True)
     np.save(tmp_path / "image.npy", np.array(images, dtype=object), allow_pickle=True)
@@ -235,6 +242,10 @@ def test_a_dropped_deep_path_is_not_computed_by_the_served_graph(trained, tmp_pa
     model = keras.saving.load_model(tmp_path / "model.keras")
     silence_deep_path(model)
     assert deep_path_is_silent(model)
+    # Only the text moves its probabilities now: comparing on it could not see the image.
+    assert modalities_read(model) == ["text"]
+    with pytest.raises(AssertionError, match="changing only the image"):
+        assert_outputs_follow_each_modality(model, texts, images, 1e-6, ("text", "image"))
     wide_only = export_saved_model(model, tmp_path / "wide")
     # The same probabilities as the Keras model, whose deep logits are exact zeros ...
     features = model.preprocessor({"text": tf.constant(texts), "image": tf.constant(images)})
