@@ -32,8 +32,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 import PIL  # noqa: E402
 import tensorflow as tf  # noqa: E402
+from helpers.synthetic_images import write_dataset  # noqa: E402
 from PIL import Image  # noqa: E402
-from synthetic_images import write_dataset  # noqa: E402
 
 from multimodal_tf.data.dataset import make_dataset  # noqa: E402
 from multimodal_tf.data.manifest import read_manifest  # noqa: E402

@@ -53,7 +53,7 @@ def child(manifest, image_size):
 
 
 def run_size(num_images, image_size):
-    from synthetic_images import write_dataset
+    from helpers.synthetic_images import write_dataset
 
     with tempfile.TemporaryDirectory(prefix="multimodal_tf_memory_") as folder:
         started = time.perf_counter()

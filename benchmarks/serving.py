@@ -75,7 +75,7 @@ def prepare(folder):
 def samples(folder, rows=64):
     """64 (text, demo JPEG bytes) pairs and 64 (text, ~500x400 JPEG bytes) pairs."""
     sys.path.insert(0, str(Path(__file__).parent))
-    from synthetic_images import make_image
+    from helpers.synthetic_images import make_image
 
     from multimodal_tf.data.demo import make_demo_dataset
 

@@ -72,7 +72,7 @@ def peak_mb():
 
 def photo_jpeg():
     sys.path.insert(0, str(Path(__file__).parent))
-    from synthetic_images import make_image
+    from helpers.synthetic_images import make_image
 
     buffer = io.BytesIO()
     make_image(np.random.default_rng(0), 500, 400).save(buffer, "JPEG", quality=90)

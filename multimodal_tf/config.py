@@ -38,7 +38,7 @@ class DataConfig:
     # vaderSentiment package), a word<TAB>valence file, or "" / "none" (docs/defaults.md).
     lexicon: str = "vader"
     # Every n-gram the training split has (MVSA-Single: 107k): rare n-grams pruned away
-    # cost text-only 1.7 val and 2.6 test points of macro-F1 (docs/defaults.md).
+    # cost text-only val macro-F1: 0.572 -> 0.554 (docs/defaults.md).
     max_vocabulary_size: int = 200000
     min_frequency: int = 1
     batch_size: int = 32
@@ -82,15 +82,15 @@ class ModelConfig:
     # Random flips, shifts, zooms and contrast on training images. "auto": on for an
     # image encoder that trains, off for a frozen pretrained backbone (image_weights,
     # trainable_backbone false), where val gained nothing and the second stage ran
-    # half as fast (docs/experiments.md, "Session 15"). true / false: always / never.
+    # half as fast (docs/defaults.md). true / false: always / never.
     image_augmentation: str = "auto"
     # Wide & Deep: a linear TF-IDF path added to each head's logits; with
-    # training.wide_epochs it trains first (docs/experiments.md, "Session 11").
+    # training.wide_epochs it trains first (docs/design.md, docs/defaults.md).
     wide: bool = True
     wide_c: float = 2.0  # that path's L2 as LR's C: 1 / (2 C n) on n training rows; 0: none
     wide_l2: float = 0.0  # > 0: this L2 on that path instead of the one wide_c gives
     # With wide and a pretrained backbone (image_weights): the wide path also holds a
-    # linear model over the backbone's pooled features (docs/experiments.md, "Session 12").
+    # linear model over the backbone's pooled features (docs/defaults.md).
     wide_image: bool = True
 
 
@@ -99,7 +99,7 @@ class TrainingConfig:
     """`compile` and `fit` arguments and model selection."""
 
     epochs: int = 30
-    learning_rate: float = 2e-3  # 1e-3 -> 2e-3: fused +3 accuracy on MVSA (docs/defaults.md)
+    learning_rate: float = 2e-3  # the demo's text-image match needs it (docs/defaults.md)
     weight_decay: float = 1e-4
     label_smoothing: float = 0.1
     lr_schedule: str = "cosine"
@@ -113,7 +113,7 @@ class TrainingConfig:
     # (docs/defaults.md).
     wide_ema_epochs: float = 4.0
     # After both stages, the rest of the model is dropped (its logits zeroed) if its best
-    # val macro-F1 is below the wide path's alone (docs/experiments.md, "Session 12").
+    # val macro-F1 is below the wide path's alone (docs/design.md, docs/defaults.md).
     drop_deep_if_worse: bool = True
     class_weight: str = "sqrt"
     oversample: bool = False

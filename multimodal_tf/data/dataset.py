@@ -10,9 +10,7 @@ from multimodal_tf.data.tfrecords import raw_dataset
 from multimodal_tf.errors import DataError
 
 AUTOTUNE = tf.data.AUTOTUNE
-# Datasets built on one preprocessor share its traced graph (`shared_preprocess`);
-# benchmarks/trace_sharing.py turns this off to measure what it saves.
-SHARE_TRACES = True
+# Datasets built on one preprocessor share its traced graph (`shared_preprocess`).
 _SHARED = weakref.WeakKeyDictionary()
 
 
@@ -75,7 +73,7 @@ def from_memory(dataset):
     costs time: Keras makes a new iterator every epoch, and destroying the
     previous one waits for that thread. On MVSA-Single that wait was about 3 s
     at the start of half the epochs of the default model (6.4 s epochs, 9.5 s
-    with the wait; `benchmarks/epoch_stalls.py`). The first pass, which fills
+    with the wait; docs/defaults.md, "Speed"). The first pass, which fills
     the cache, measured no slower without it.
 
     Args:
@@ -264,8 +262,6 @@ def shared_preprocess(preprocessor):
     Returns:
         A callable taking the preprocessor's inputs.
     """
-    if not SHARE_TRACES:
-        return preprocessor
     state = preprocessor.graph_state()
     cached = _SHARED.get(preprocessor)
     if cached is not None and _same(cached[0], state):

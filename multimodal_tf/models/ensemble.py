@@ -63,7 +63,7 @@ class MultimodalEnsemble(ClassificationTask, keras.Model):
     Averaging helps when the members make different mistakes. On MVSA-Single,
     3 seeds of the default fused model did not: their errors were correlated,
     and the ensemble's validation scores were no better than one member's
-    (`docs/experiments.md`, "Session 8"). Check the members' own figures, which
+    (`docs/defaults.md`, `training.ensemble`). Check the members' own figures, which
     `train` records in `metrics.json`, before paying for N models per request.
 
     Args:

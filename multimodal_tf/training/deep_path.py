@@ -4,7 +4,7 @@ The first stage trains the wide (linear) path alone and logs its epochs in
 `wide_history.csv`; the second trains the rest of the model around it and
 logs `history.csv`. When the second stage's best validation score is below
 the first's, the heads' own weights are zeroed and the saved model is the
-linear path alone (docs/experiments.md, "Session 12"). `train()` applies the
+linear path alone (docs/design.md, "The training stages"). `train()` applies the
 verdict to each run or ensemble member; `tune()` scores a trial by it.
 """
 

@@ -3,7 +3,7 @@
 A frozen pretrained backbone without image augmentation gives every image the
 same feature map in every epoch, and running it is most of an epoch's work
 (MobileNetV2 0.35 at 128 px on MVSA-Single, 2 cores: 10.9 s an epoch without
-the cache, 7.4 s with it, computing the maps included; `benchmarks/second_stage.py`).
+the cache, 7.4 s with it, computing the maps included; docs/defaults.md, "Speed").
 `fit_second_stage`
 computes the maps once, keeps them in memory with the other inputs, and fits
 `model.feature_map_model()`, which shares every weight that trains with the
@@ -145,7 +145,7 @@ def cached_rows(batches, transform, batch_size, shuffle=False, parallel=tf.data.
         batch_size: int. Rows per batch of `batches` (all but the last).
         shuffle: bool. Reshuffle the rows every pass.
         parallel: int or None. `num_parallel_calls` of the transform; None:
-            one batch at a time (`benchmarks/second_stage.py` compares).
+            one batch at a time.
 
     Example:
     >>> rows = cached_rows(batches, lambda f: {"token_ids": f["token_ids"]}, 32)  # doctest: +SKIP

@@ -264,7 +264,7 @@ def image_augmentation_for(model_config):
     learns nothing from augmented images; only the layers after it see them
     as noise. On MVSA-Single, 3 seeds, val was the same without it (macro-F1
     0.611 vs 0.612) and the second stage's epochs took half the time
-    (docs/experiments.md, "Session 15"). An encoder that trains, the scratch
+    (docs/defaults.md). An encoder that trains, the scratch
     `conv` or a fine-tuned backbone, keeps it.
 
     Args:

@@ -5,7 +5,7 @@ the deep path share one best epoch, and the deep path picks it: the fused
 model peaks after 2-5 epochs, long before a linear model over 100k n-grams
 reaches its regularised optimum. Training the wide path alone first, to its
 own best validation epoch, and freezing it gives the deep path a strong
-linear model to add to (docs/experiments.md, "Session 11").
+linear model to add to (docs/design.md, "The training stages").
 """
 
 from pathlib import Path
@@ -130,7 +130,7 @@ def fit_wide_first(
     `1 - 1 / (ema_epochs * steps per epoch)`), validation reads the average
     (`keras.callbacks.SwapEMAWeights`) and the kept epoch's average is what
     stays: Polyak averaging, which on MVSA-Single made the val curve's
-    epoch-to-epoch jumps 1.6-4x smaller (docs/experiments.md, "Session 24"). It needs
+    epoch-to-epoch jumps 1.6-4x smaller (docs/defaults.md). It needs
     `train_batches` of known length; without it the weights are not averaged.
     The `WideTextLogits` layers are then non-trainable, so compile `model`
     afterwards: its next `fit` trains the deep path around the fixed linear

@@ -58,7 +58,7 @@ def test_cached_dataset_reads_each_image_once(tiny_manifest, tmp_path):
 @pytest.mark.parametrize("cache", [False, True])
 def test_only_a_cached_dataset_turns_autotuning_off(tiny_manifest, cache):
     # Over cached rows nothing is left to tune, and the autotuning thread held up each
-    # new epoch's iterator (benchmarks/epoch_stalls.py); a stream keeps tuning its decode.
+    # new epoch's iterator (docs/defaults.md, "Speed"); a stream keeps tuning its decode.
     records = split_records(read_manifest(tiny_manifest))["train"]
     preprocessor = MultimodalPreprocessor(sequence_length=6, image_size=(16, 16))
     preprocessor.adapt([r.text for r in records], min_frequency=1)
