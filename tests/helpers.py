@@ -4,9 +4,15 @@ import json
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import keras
 import numpy as np
+import tensorflow as tf
+
+from multimodal_tf.models.classifier import MultimodalClassifier
+from multimodal_tf.models.preprocessor import MultimodalPreprocessor
+from tests.conftest import image_bytes
 
 
 def run_serialization_test(instance):
@@ -274,3 +280,75 @@ def served_image_features(version_dir, texts, images):
     )
     result = part(tf.constant(list(texts), tf.string), tf.constant(list(images), tf.string))
     return {name: tensor.numpy() for name, tensor in result.items()}
+
+
+# The tiny two-class model most tests build: four samples, both modalities.
+TEXTS = ["warm red fire", "cold blue ice", "red hot", "blue snow"]
+IMAGES = [
+    image_bytes((220, 30, 30), format="JPEG"),
+    image_bytes((30, 30, 220), format="PNG"),
+    image_bytes((200, 60, 40), format="PNG"),
+    image_bytes((40, 60, 200), format="JPEG"),
+]
+LABELS = np.eye(2)[[0, 1, 0, 1]]
+
+
+def tiny_model(modalities=("text", "image"), class_names=("warm", "cold"), image_size=16, **kwargs):
+    text_features = "ngrams" if kwargs.get("text_encoder") == "bag" else "words"
+    preprocessor = MultimodalPreprocessor(
+        sequence_length=4 if text_features == "words" else 64,
+        image_size=(image_size, image_size),
+        text_features=text_features,
+    )
+    preprocessor.adapt(TEXTS, min_frequency=1)
+    settings = dict(
+        embedding_dim=4,
+        lstm_units=4,
+        hidden_dim=8,
+        image_filters=(4, 8),
+        grid_size=2,
+        num_heads=2,
+    )
+    settings.update(kwargs)
+    if isinstance(class_names, tuple):
+        class_names = list(class_names)
+    model = MultimodalClassifier(class_names, preprocessor, modalities=modalities, **settings)
+    return compiled_for_saving(model)
+
+
+def compiled_for_saving(model):
+    """`compile()` with the optimizer built, as after training.
+
+    Keras saves an unbuilt optimizer with none of its slots, and loading that file
+    builds one and warns that the counts differ; a trained model never does this.
+    """
+    model.compile()
+    model.optimizer.build(model.trainable_variables)
+    return model
+
+
+def features(model):
+    return model.preprocessor({"text": tf.constant(TEXTS), "image": tf.constant(IMAGES)})
+
+
+def write_config(folder, config, changes=None, name="run.json"):
+    """Writes a `RunConfig` as a JSON run config file, with some values changed.
+
+    Args:
+        folder: Path. Where to write it.
+        config: `RunConfig`. Usually `make_tiny_config()` or the `tiny_config` fixture.
+        changes: dict or None. `{section: {key: value}}` to change before writing.
+        name: str. The file's name.
+
+    Returns:
+        The file's Path.
+
+    Example:
+    >>> write_config(tmp_path, tiny_config, {"training": {"epochs": 3}})  # doctest: +SKIP
+    """
+    values = config.to_dict()
+    for section, entries in (changes or {}).items():
+        values.setdefault(section, {}).update(entries)
+    path = Path(folder) / name
+    path.write_text(json.dumps(values))
+    return path

@@ -8,6 +8,7 @@ import sys
 import pytest
 
 from multimodal_tf.cli import main
+from tests.helpers import write_config
 
 SUBCOMMANDS = [
     "demo-data",
@@ -23,15 +24,6 @@ SUBCOMMANDS = [
     "serving-config",
     "weights",
 ]
-
-
-def write_config(tmp_path, config, extra=None):
-    values = config.to_dict()
-    for section, entries in (extra or {}).items():
-        values.setdefault(section, {}).update(entries)
-    path = tmp_path / "run.json"
-    path.write_text(json.dumps(values))
-    return path
 
 
 def test_console_script_lists_every_subcommand():

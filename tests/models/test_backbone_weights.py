@@ -12,7 +12,6 @@ import os
 import subprocess
 import sys
 import threading
-import time
 
 import h5py
 import keras
@@ -238,7 +237,6 @@ def test_train_without_weights_or_network_fails_before_reading_data(tmp_path):
         KERAS_HOME=str(tmp_path / "empty_keras_home"),
         PYTHONPATH=os.pathsep.join([str(tmp_path / "offline"), str(PROJECT_ROOT)]),
     )
-    started = time.perf_counter()
     result = subprocess.run(
         [sys.executable, "-m", "multimodal_tf", "train", "--manifest", "missing.csv"]
         + ["--output", str(tmp_path / "run")],
@@ -248,13 +246,11 @@ def test_train_without_weights_or_network_fails_before_reading_data(tmp_path):
         cwd=tmp_path,
         timeout=120,
     )
-    seconds = time.perf_counter() - started
     assert result.returncode == 2, result.stderr
     assert "Traceback" not in result.stderr
     error = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert len(error) == 1 and KERAS_NAME in error[0] and "no network" in error[0]
     assert "missing.csv" not in result.stderr and not (tmp_path / "run").exists()
-    assert seconds < 15, f"{seconds:.1f} s"
 
 
 def test_the_conv_encoder_needs_no_weights_and_refuses_a_file():

@@ -7,59 +7,21 @@ import tensorflow as tf
 
 from multimodal_tf.models.classifier import MultimodalClassifier
 from multimodal_tf.models.preprocessor import MultimodalPreprocessor
-from tests.conftest import SHARED, image_bytes, requires_shared, write_manifest
-from tests.helpers import run_export_test, run_model_saving_test, run_serialization_test
-
-TEXTS = ["warm red fire", "cold blue ice", "red hot", "blue snow"]
-IMAGES = [
-    image_bytes((220, 30, 30), format="JPEG"),
-    image_bytes((30, 30, 220), format="PNG"),
-    image_bytes((200, 60, 40), format="PNG"),
-    image_bytes((40, 60, 200), format="JPEG"),
-]
-LABELS = np.eye(2)[[0, 1, 0, 1]]
-
+from tests.conftest import SHARED, requires_shared, write_manifest
+from tests.helpers import (
+    IMAGES,
+    LABELS,
+    TEXTS,
+    compiled_for_saving,
+    features,
+    run_export_test,
+    run_model_saving_test,
+    run_serialization_test,
+    tiny_model,
+)
 
 MOBILENET = SHARED / "weights" / "mobilenet_v2_0.35_224_no_top_imagenet_tm.weights.h5"
 GLOVE = SHARED / "weights" / "glove.6B.100d.top2717.txt"
-
-
-def tiny_model(modalities=("text", "image"), class_names=("warm", "cold"), image_size=16, **kwargs):
-    text_features = "ngrams" if kwargs.get("text_encoder") == "bag" else "words"
-    preprocessor = MultimodalPreprocessor(
-        sequence_length=4 if text_features == "words" else 64,
-        image_size=(image_size, image_size),
-        text_features=text_features,
-    )
-    preprocessor.adapt(TEXTS, min_frequency=1)
-    settings = dict(
-        embedding_dim=4,
-        lstm_units=4,
-        hidden_dim=8,
-        image_filters=(4, 8),
-        grid_size=2,
-        num_heads=2,
-    )
-    settings.update(kwargs)
-    if isinstance(class_names, tuple):
-        class_names = list(class_names)
-    model = MultimodalClassifier(class_names, preprocessor, modalities=modalities, **settings)
-    return compiled_for_saving(model)
-
-
-def compiled_for_saving(model):
-    """`compile()` with the optimizer built, as after training.
-
-    Keras saves an unbuilt optimizer with none of its slots, and loading that file
-    builds one and warns that the counts differ; a trained model never does this.
-    """
-    model.compile()
-    model.optimizer.build(model.trainable_variables)
-    return model
-
-
-def features(model):
-    return model.preprocessor({"text": tf.constant(TEXTS), "image": tf.constant(IMAGES)})
 
 
 def test_fit_reduces_the_loss():

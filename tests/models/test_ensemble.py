@@ -5,17 +5,15 @@ from multimodal_tf.models.classifier import MultimodalClassifier
 from multimodal_tf.models.ensemble import AverageProbabilities, MultimodalEnsemble
 from multimodal_tf.models.preprocessor import MultimodalPreprocessor
 from tests.helpers import (
-    run_export_test,
-    run_layer_test,
-    run_model_saving_test,
-    run_serialization_test,
-)
-from tests.models.test_classifier import (
     IMAGES,
     LABELS,
     TEXTS,
     compiled_for_saving,
     features,
+    run_export_test,
+    run_layer_test,
+    run_model_saving_test,
+    run_serialization_test,
     tiny_model,
 )
 

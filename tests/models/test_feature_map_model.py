@@ -5,8 +5,7 @@ import numpy as np
 import pytest
 
 from multimodal_tf.models.feature_map_model import FEATURE_MAP, FeatureMapTokens
-from tests.helpers import run_serialization_test
-from tests.models.test_classifier import features, tiny_model
+from tests.helpers import features, run_serialization_test, tiny_model
 
 
 def _backbone_model(folder, **kwargs):

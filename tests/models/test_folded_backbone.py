@@ -6,7 +6,7 @@ import pytest
 import tensorflow as tf
 
 from multimodal_tf.models.folded_backbone import fold_batch_norms
-from tests.models.test_classifier import IMAGES, TEXTS, tiny_model
+from tests.helpers import IMAGES, TEXTS, tiny_model
 
 
 def with_trained_statistics(backbone, seed=0):

@@ -4,28 +4,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from multimodal_tf.models.classifier import MultimodalClassifier
-from multimodal_tf.models.preprocessor import MultimodalPreprocessor
 from multimodal_tf.serving.export import export_saved_model
 from tests.conftest import image_bytes
+from tests.helpers import TEXTS, tiny_model
 
-TEXTS = ["warm red fire", "cold blue ice", "red hot", "blue snow"]
 JPEG = image_bytes((220, 30, 30), format="JPEG")
 IMAGES = [JPEG, image_bytes((30, 30, 220)), image_bytes(format="GIF"), image_bytes(format="BMP")]
-
-
-def tiny_model(modality_dropout=0.0):
-    preprocessor = MultimodalPreprocessor(sequence_length=4, image_size=(16, 16))
-    preprocessor.adapt(TEXTS, min_frequency=1)
-    return MultimodalClassifier(
-        ["warm", "cold"],
-        preprocessor,
-        embedding_dim=4,
-        lstm_units=4,
-        hidden_dim=8,
-        image_filters=(4, 8),
-        modality_dropout=modality_dropout,
-    )
 
 
 def keras_probabilities(model, texts, images):
@@ -87,7 +71,7 @@ def test_a_truncated_jpeg_still_fails_but_without_an_index(strict):
 def test_empty_image_is_accepted_when_missing_modalities_are(
     allow_missing, modality_dropout, tmp_path
 ):
-    model = tiny_model(modality_dropout)
+    model = tiny_model(modality_dropout=modality_dropout)
     version_dir = export_saved_model(model, tmp_path, allow_missing=allow_missing)
     signature = tf.saved_model.load(str(version_dir)).signatures["serving_default"]
     images = [IMAGES[0], b"", IMAGES[2], IMAGES[3]]

@@ -19,7 +19,7 @@ import tensorflow as tf
 from multimodal_tf.serving.emulator import ServingEmulator
 from multimodal_tf.serving.export import export_saved_model
 from multimodal_tf.serving.rest import RestClient, row_body
-from tests.models.test_classifier import tiny_model
+from tests.helpers import tiny_model
 from tests.serving.test_rest import IMAGES, TEXTS
 
 PATH = "/v1/models/demo:predict"

@@ -8,7 +8,7 @@ from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 from multimodal_tf.serving.export import export_saved_model, read_labels
 from multimodal_tf.serving.grpc_client import GrpcClient, parse_predict_response, predict_request
 from multimodal_tf.serving.rest import ServingError
-from tests.models.test_classifier import IMAGES, LABELS, TEXTS, features, tiny_model
+from tests.helpers import IMAGES, LABELS, TEXTS, features, tiny_model
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ import pytest
 from tensorflow.core.protobuf import saved_model_pb2
 
 from multimodal_tf.serving.export import LABELS_FILE
-from tests.serving.test_bad_input import tiny_model
+from tests.helpers import tiny_model
 
 KILLS = 20
 # Saves, in a loop, what the end of a run and `export` write: model.keras, metrics.json

@@ -25,7 +25,7 @@ from multimodal_tf.serving.rest import (
     row_body,
 )
 from tests.conftest import PROJECT_ROOT, image_bytes, write_manifest
-from tests.models.test_classifier import LABELS, features, tiny_model
+from tests.helpers import LABELS, features, tiny_model
 
 TEXTS = ["warm red fire", "cold blue ice", "", "blue snow and red hot"]
 IMAGES = [

@@ -13,7 +13,7 @@ from multimodal_tf.serving.serving_config import (
     measure_batching,
     write_serving_config,
 )
-from tests.serving.test_bad_input import tiny_model
+from tests.helpers import tiny_model
 
 
 def parse_models(path):

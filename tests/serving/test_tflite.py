@@ -12,7 +12,7 @@ from multimodal_tf.serving.tflite import (
     export_tflite,
     load_tflite,
 )
-from tests.models.test_classifier import IMAGES, TEXTS, features, tiny_model
+from tests.helpers import IMAGES, TEXTS, features, tiny_model
 
 
 @pytest.mark.parametrize("text_encoder", ["lstm", "bag"])

@@ -9,7 +9,7 @@ from multimodal_tf.serving.warmup import (
     read_warmup_requests,
     write_warmup_requests,
 )
-from tests.models.test_classifier import tiny_model
+from tests.helpers import tiny_model
 
 
 @pytest.fixture(scope="module")

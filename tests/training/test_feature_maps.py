@@ -117,7 +117,7 @@ def test_the_rest_of_the_training_runs_over_cached_maps_and_a_killed_run_resumes
 
 
 def test_only_a_frozen_backbone_without_augmentation_caches_its_maps(tmp_path):
-    from tests.models.test_classifier import tiny_model
+    from tests.helpers import tiny_model
     from tests.models.test_feature_map_model import _backbone_model
 
     assert caches_feature_maps(_backbone_model(tmp_path))

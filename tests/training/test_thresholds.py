@@ -3,7 +3,7 @@ import pytest
 import tensorflow as tf
 
 from multimodal_tf.training.thresholds import best_thresholds, tune_thresholds
-from tests.models.test_classifier import features, tiny_model
+from tests.helpers import features, tiny_model
 
 
 def test_each_class_gets_the_threshold_that_maximises_its_f1():

@@ -193,7 +193,7 @@ def test_a_run_saves_a_frozen_wide_path_and_a_resumed_run_keeps_it(
 
 def test_the_wide_model_is_a_keras_model_that_saves(tmp_path):
     from multimodal_tf.models.wide_model import WideModel
-    from tests.models.test_classifier import features, tiny_model
+    from tests.helpers import features, tiny_model
 
     model = tiny_model(text_encoder="bag", wide=True)
     model.get_layer("label_wide").kernel.assign(
@@ -338,7 +338,7 @@ def test_a_verbose_first_stage_says_whether_it_caches_the_backbones_features():
 def test_wide_image_needs_backbone_weights_and_a_wide_path(tiny_config, tmp_path):
     from multimodal_tf.models.classifier import MultimodalClassifier
     from multimodal_tf.training.run_model import build_model
-    from tests.models.test_classifier import tiny_model
+    from tests.helpers import tiny_model
 
     config = _wide_image_config(tiny_config, _local_backbone_file(tmp_path))
     preprocessor = tiny_model(text_encoder="bag", image_size=32).preprocessor
@@ -450,7 +450,7 @@ def test_a_second_stage_that_cannot_beat_the_first_stops_after_its_patience(
 
 def test_dropping_the_deep_path_never_leaves_a_half_written_model(tmp_path, monkeypatch):
     from multimodal_tf.training.deep_path import keep_deep_path_if_better
-    from tests.models.test_classifier import tiny_model
+    from tests.helpers import tiny_model
 
     tiny_model(text_encoder="bag", wide=True).save(tmp_path / "model.keras")
     before = (tmp_path / "model.keras").read_bytes()
