@@ -296,13 +296,18 @@ def test_deterministic_reruns_train_identical_models(tiny_manifest, tiny_config,
 
 
 def test_a_finished_run_is_not_replaced_unless_asked(tiny_manifest, tiny_config, tmp_path):
+    from multimodal_tf.config import save_config
     from multimodal_tf.errors import ConfigError
     from multimodal_tf.training.fit import train
 
-    run = tmp_path / "run"
-    train(tiny_manifest, tiny_config, run, verbose=0)
-    before = {name: (run / name).read_bytes() for name in ("metrics.json", "model.keras")}
+    run = tmp_path / "run"  # a finished run of this config, as train leaves it
+    run.mkdir()
+    save_config(tiny_config, run / "config.yaml")
+    before = {"metrics.json": b'{"test": {}}\n', "model.keras": b"a finished run's model"}
+    for name, data in before.items():
+        (run / name).write_bytes(data)
     tiny_config.training.learning_rate = 0.5
+    tiny_config.training.epochs = 1
     with pytest.raises(ConfigError, match="holds a finished run .*Pass --overwrite"):
         train(tiny_manifest, tiny_config, run, verbose=0)
     assert {name: (run / name).read_bytes() for name in before} == before
