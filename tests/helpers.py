@@ -291,6 +291,10 @@ IMAGES = [
     image_bytes((40, 60, 200), format="JPEG"),
 ]
 LABELS = np.eye(2)[[0, 1, 0, 1]]
+# The tiny model's sizes (`MultimodalClassifier` arguments).
+TINY_SETTINGS = dict(
+    embedding_dim=4, lstm_units=4, hidden_dim=8, image_filters=(4, 8), grid_size=2, num_heads=2
+)
 
 
 def tiny_model(modalities=("text", "image"), class_names=("warm", "cold"), image_size=16, **kwargs):
@@ -301,15 +305,7 @@ def tiny_model(modalities=("text", "image"), class_names=("warm", "cold"), image
         text_features=text_features,
     )
     preprocessor.adapt(TEXTS, min_frequency=1)
-    settings = dict(
-        embedding_dim=4,
-        lstm_units=4,
-        hidden_dim=8,
-        image_filters=(4, 8),
-        grid_size=2,
-        num_heads=2,
-    )
-    settings.update(kwargs)
+    settings = {**TINY_SETTINGS, **kwargs}
     if isinstance(class_names, tuple):
         class_names = list(class_names)
     model = MultimodalClassifier(class_names, preprocessor, modalities=modalities, **settings)

@@ -3,14 +3,13 @@
 import dataclasses
 import json
 import math
-import shutil
 import time
 from pathlib import Path
 
 import keras
 import tensorflow as tf
 
-from multimodal_tf.config import RunConfig, load_config, save_config
+from multimodal_tf.config import RunConfig, save_config
 from multimodal_tf.data.source import TrainingData
 from multimodal_tf.errors import ConfigError
 from multimodal_tf.files import write_text_atomically
@@ -44,6 +43,12 @@ from multimodal_tf.training.metrics import (
 )
 from multimodal_tf.training.provenance import data_fingerprint, read_run_record, write_run_record
 from multimodal_tf.training.report import write_report
+from multimodal_tf.training.run_folder import (
+    check_same_config,
+    check_same_data,
+    clear_run,
+    trained_record,
+)
 from multimodal_tf.training.run_model import (
     adapted_preprocessor,
     compiled_model,
@@ -146,11 +151,11 @@ def train(manifest, config=None, output_dir="runs/latest", verbose=1, overwrite=
     run_dir = Path(output_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     if overwrite:
-        _clear_run(run_dir)
+        clear_run(run_dir)
     resuming = (run_dir / BACKUP_DIR).is_dir() or any(run_dir.glob(f"members/*/{BACKUP_DIR}"))
     if resuming:
-        _check_same_config(run_dir, config)
-    trained = None if resuming else _trained_record(run_dir, config)
+        check_same_config(run_dir, config)
+    trained = None if resuming else trained_record(run_dir, config)
     save_config(config, run_dir / "config.yaml")
     if training.deterministic:
         tf.config.experimental.enable_op_determinism()
@@ -158,9 +163,9 @@ def train(manifest, config=None, output_dir="runs/latest", verbose=1, overwrite=
     source = TrainingData.load(manifest, data, run_dir, verbose=verbose)
     fingerprint = data_fingerprint(manifest, source)
     if resuming:
-        _check_same_data(run_dir, fingerprint)
+        check_same_data(run_dir, fingerprint)
     if trained is not None:
-        _check_same_data(run_dir, fingerprint, "finished its training")
+        check_same_data(run_dir, fingerprint, finished_training=True)
     write_run_record(run_dir, data=fingerprint, seed=training.seed)
     class_names = source.class_names
     keras.utils.set_random_seed(training.seed)
@@ -354,77 +359,7 @@ def _write_report(run_dir, model, source, batch_size, predictions):
     )
 
 
-def _check_same_config(run_dir, config):
-    """A backup is resumed only by the run that wrote it: same config, same data."""
-    saved = run_dir / "config.yaml"
-    if saved.is_file() and load_config(saved).to_dict() != config.to_dict():
-        raise ConfigError(
-            f"{run_dir} holds an interrupted run ({run_dir / BACKUP_DIR}) with a different "
-            f"config ({saved}). Run the same config to resume it, or delete "
-            f"{run_dir / BACKUP_DIR} (or pick another output folder) to start over."
-        )
-
-
-def _check_same_data(run_dir, fingerprint, state=None):
-    saved = read_run_record(run_dir).get("data")
-    if saved is not None and _without_source(saved) != _without_source(fingerprint):
-        if state:
-            raise ConfigError(
-                f"{run_dir} holds a run that {state} on other data: run.json has {saved}, "
-                f"this run reads {fingerprint}. Resume it with the same data, pass "
-                "--overwrite to train again, or pick another output folder."
-            )
-        raise ConfigError(
-            f"{run_dir} holds an interrupted run ({run_dir / BACKUP_DIR}) trained on other "
-            f"data: run.json has {saved}, this run reads {fingerprint}. Resume it with the "
-            f"same data, or delete {run_dir / BACKUP_DIR} to start over."
-        )
-
-
-def _clear_run(run_dir):
-    """Removes what a run left in `run_dir` that a new run would resume or be refused for."""
-    for backup in [run_dir / BACKUP_DIR, *run_dir.glob(f"members/*/{BACKUP_DIR}")]:
-        shutil.rmtree(backup, ignore_errors=True)
-    for path in (run_dir / METRICS_FILE, run_dir / MODEL_FILE):
-        path.unlink(missing_ok=True)
-    if read_run_record(run_dir).get("trained") is not None:
-        write_run_record(run_dir, trained=None)
-
-
-def _trained_record(run_dir, config):
-    """What run.json says of a run that finished training in `run_dir`, or None to train.
-
-    For a folder without a backup: a finished run (`metrics.json`) is refused, and
-    so is a model that no run of this config finished training; a run killed
-    between the end of its training and the end of its evaluation is resumed
-    at the evaluation when its config is this one.
-    """
-    model_file, metrics_file = run_dir / MODEL_FILE, run_dir / METRICS_FILE
-    ways_out = "Pass --overwrite (train(..., overwrite=True)) to replace it, or pick another "
-    if metrics_file.is_file():
-        raise ConfigError(
-            f"{run_dir} holds a finished run ({metrics_file.name}, {model_file.name}): "
-            f"training into it would replace them. {ways_out}output folder."
-        )
-    if not model_file.is_file():
-        return None
-    trained = read_run_record(run_dir).get("trained")
-    saved = run_dir / "config.yaml"
-    if trained is not None and saved.is_file() and load_config(saved).to_dict() == config.to_dict():
-        return trained
-    state = (
-        "a run with another config that finished training"
-        if trained is not None
-        else "a run that did not finish training"
-    )
-    raise ConfigError(f"{run_dir} holds {model_file.name} from {state}. {ways_out}output folder.")
-
-
 def _preprocessor_of(model):
     """The preprocessor a trained classifier (or an ensemble's first member) carries."""
     members = getattr(model, "members", None)
     return members[0].preprocessor if members else model.preprocessor
-
-
-def _without_source(fingerprint):  # the same file named by another path is the same data
-    return {key: value for key, value in fingerprint.items() if key != "source"}

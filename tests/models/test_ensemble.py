@@ -8,6 +8,7 @@ from tests.helpers import (
     IMAGES,
     LABELS,
     TEXTS,
+    TINY_SETTINGS,
     compiled_for_saving,
     features,
     run_export_test,
@@ -91,16 +92,7 @@ def test_members_must_answer_one_task_over_one_preprocessor():
         MultimodalEnsemble([first, tiny_model(class_names=("hot", "cold"))])
     other = MultimodalPreprocessor(sequence_length=4, image_size=(16, 16))
     other.adapt(["entirely different words here"], min_frequency=1)
-    stranger = MultimodalClassifier(
-        ["warm", "cold"],
-        other,
-        embedding_dim=4,
-        lstm_units=4,
-        hidden_dim=8,
-        image_filters=(4, 8),
-        grid_size=2,
-        num_heads=2,
-    )
+    stranger = MultimodalClassifier(["warm", "cold"], other, **TINY_SETTINGS)
     with pytest.raises(ValueError, match="member 1 was adapted differently"):
         MultimodalEnsemble([first, stranger])
     with pytest.raises(ValueError, match="at least one member"):

@@ -99,7 +99,7 @@ def png_header(width, height):
 
 @pytest.mark.parametrize("format", ["JPEG", "PNG", "GIF", "BMP"])
 def test_image_sizes_are_read_from_headers(format):
-    from multimodal_tf.serving.export import header_sizes
+    from multimodal_tf.serving.request_checks import header_sizes
 
     images = [image_bytes(size=(37, 11), format=format), b"", image_bytes(size=(5, 300))]
     height, width = header_sizes(tf.constant(images))

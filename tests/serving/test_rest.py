@@ -24,16 +24,10 @@ from multimodal_tf.serving.rest import (
     parse_response,
     row_body,
 )
-from tests.conftest import PROJECT_ROOT, image_bytes, write_manifest
-from tests.helpers import LABELS, features, tiny_model
+from tests.conftest import PROJECT_ROOT, write_manifest
+from tests.helpers import IMAGES, LABELS, features, tiny_model
 
 TEXTS = ["warm red fire", "cold blue ice", "", "blue snow and red hot"]
-IMAGES = [
-    image_bytes((220, 30, 30), format="JPEG"),
-    image_bytes((30, 30, 220), format="PNG"),
-    image_bytes((200, 60, 40), format="PNG"),
-    image_bytes((40, 60, 200), format="JPEG"),
-]
 # Bytes whose standard base64 has "+" and "/" (URL-safe base64 would use "-" and "_").
 AWKWARD = b"\xfb\xef\xff\x00" + bytes(range(256))
 
