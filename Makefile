@@ -7,7 +7,6 @@ STAMP := $(VENV)/.installed
 DEMO_DATA := data/demo
 DEMO_RUN := runs/demo
 DEMO_MODEL := saved_models/demo
-export TF_CPP_MIN_LOG_LEVEL ?= 2
 
 .PHONY: demo test test-fast lint install clean
 

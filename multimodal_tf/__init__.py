@@ -11,9 +11,13 @@ Public names load on first use (PEP 562), so `import multimodal_tf.serving.rest`
 (a TF Serving client) works where TensorFlow is not installed. Where Keras is
 installed, importing the package registers its layers and models with Keras,
 so `keras.saving.load_model("model.keras")` works right after `import multimodal_tf`.
+The `multimodal-tf` command (or `python -m multimodal_tf`) registers them itself,
+before a subcommand that uses Keras, so that its `--help` needs no TensorFlow.
 """
 
 import importlib
+import os
+import sys
 
 __version__ = "0.1.0"
 
@@ -144,6 +148,7 @@ def __dir__():
 
 
 def _register_keras_classes():
+    """Imports every layer and model module, which registers its classes with Keras."""
     # Keras finds a saved custom class only if its module was imported, and it
     # imports nothing outside its own packages itself.
     try:
@@ -155,4 +160,41 @@ def _register_keras_classes():
             importlib.import_module(module)
 
 
-_register_keras_classes()
+def _imported_to_run_the_command():
+    """Whether `multimodal-tf` or `python -m multimodal_tf[.cli]` is importing the package.
+
+    Both import it before their command line is read; `cli.main` registers the
+    Keras classes for the subcommands that use Keras, so `--help` stays fast.
+    """
+    argv = getattr(sys, "argv", None) or [""]
+    # The console script; on Windows multimodal-tf.exe or multimodal-tf-script.py.
+    script = os.path.basename(argv[0]).lower().removesuffix(".exe").removesuffix("-script.py")
+    if script == "multimodal-tf":
+        return True
+    # `python -m NAME` imports NAME's packages while sys.argv[0] is still "-m".
+    if argv[0] != "-m":
+        return False
+    return _module_named_by(getattr(sys, "orig_argv", [])) in ("multimodal_tf", "multimodal_tf.cli")
+
+
+def _module_named_by(interpreter_argv):
+    """NAME in `python [options] -m NAME [arguments]`, or None."""
+    arguments = iter(interpreter_argv[1:])
+    for argument in arguments:
+        if argument == "--check-hash-based-pycs":
+            next(arguments, None)
+        elif argument in ("-", "--") or not argument.startswith("-"):
+            return None  # stdin or a script
+        elif not argument.startswith("--"):
+            flags = argument[1:]  # one or more flags: -I, -Im, -X importtime, -mNAME
+            for index, flag in enumerate(flags):
+                if flag in "cmWX":
+                    value = flags[index + 1 :] or next(arguments, None)
+                    if flag in "cm":
+                        return value if flag == "m" else None
+                    break
+    return None
+
+
+if not _imported_to_run_the_command():
+    _register_keras_classes()

@@ -1,10 +1,20 @@
-"""`multimodal-tf`: the command line, a thin layer over the Python API."""
+"""`multimodal-tf`: the command line, a thin layer over the Python API.
+
+Start-up cost: the parser is built from modules that import neither TensorFlow nor
+Keras (each command's work is imported by its handler), and the package skips its
+eager Keras registration when this command imports it (`multimodal_tf/__init__.py`).
+So `multimodal-tf --help`, `multimodal-tf COMMAND --help` and argument errors answer
+at once; only a command that runs loads TensorFlow, quietly (`_start_tensorflow`),
+and then registers the package's Keras classes, so every `.keras` file loads.
+"""
 
 import argparse
 import json
 import os
+import re
 import shlex
 import sys
+import tempfile
 from pathlib import Path
 
 from multimodal_tf.config import MAX_TEXT_BYTES, DataConfig, ModelConfig
@@ -13,12 +23,23 @@ from multimodal_tf.errors import MultimodalTFError
 from multimodal_tf.serving.commands import export_command, serving_config_command
 from multimodal_tf.training.weights_commands import weights_install_command, weights_list_command
 
+# TensorFlow's C++ log lines: absl's ("I0000 00:00:1796687691.600897   16590 port.cc:153] ...")
+# and TensorFlow's own ("2025-09-17 14:44:05.157831: I external/.../cudart_stub.cc:32] ...").
+_TF_LOG_LINE = re.compile(
+    r"(?:(?P<absl>[IWEF])\d{4} [\d:.]+ +\d+ |[\d-]+ [\d:.]+: (?P<tf>[IWEF]) )\S+:\d+\] "
+)
+_ABSL_PREAMBLE = "WARNING: All log messages before absl::InitializeLog() is called"
+# Lines that continue the log line before them (cpu_feature_guard.cc).
+_TF_LOG_CONTINUATIONS = ("To enable the following instructions:",)
+_SEVERITIES = "IWEF"  # TF_CPP_MIN_LOG_LEVEL 0, 1, 2, 3 hides the ones before it
+
 
 def main(argv=None):
     """Entry point of the `multimodal-tf` console script."""
     parser = _build_parser()
     args = parser.parse_args(argv)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if args.uses_tensorflow:
+        _start_tensorflow(verbose=args.verbose)
     try:
         return args.handler(args)
     except MultimodalTFError as error:
@@ -26,12 +47,94 @@ def main(argv=None):
         return 2
 
 
+def _start_tensorflow(verbose=False):
+    """Imports TensorFlow without its C++ log, and registers the package's Keras classes.
+
+    While it loads and looks for GPUs, TensorFlow's C++ code writes lines such as
+    "oneDNN custom operations are on", CUDA and CPU-instruction notices and absl's
+    "All log messages before absl::InitializeLog()" straight to the process's
+    stderr, whatever TF_CPP_MIN_LOG_LEVEL says: they are caught there and the
+    ones below the log level dropped (any other text is printed). The log level
+    is the user's TF_CPP_MIN_LOG_LEVEL if set, else 3: fatal lines only, as the
+    command reports errors itself. `--verbose` leaves TensorFlow's default, all lines.
+    """
+    level = os.environ.get("TF_CPP_MIN_LOG_LEVEL")
+    if level is None and not verbose:
+        level = os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"  # for the lines after start-up
+    if "tensorflow" not in sys.modules:
+        try:
+            _with_tensorflow_log_filtered(_import_tensorflow, _log_level(level or "0"))
+        except ImportError:  # a client-only install; the command says what it needs
+            return
+    import multimodal_tf
+
+    multimodal_tf._register_keras_classes()
+
+
+def _import_tensorflow():
+    import tensorflow as tf
+
+    tf.config.list_physical_devices()  # looking for GPUs logs the CUDA lines
+
+
+def _log_level(value):
+    try:
+        return min(max(int(value), 0), len(_SEVERITIES) - 1)
+    except ValueError:
+        return 0
+
+
+def _with_tensorflow_log_filtered(start, shown_from):
+    """Runs `start()` with file descriptor 2 caught; prints back what is not hidden."""
+    if shown_from == 0 or sys.stderr is None:
+        return start()
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):  # no stderr file descriptor: nothing to filter
+        return start()
+    with tempfile.TemporaryFile() as caught:
+        os.dup2(caught.fileno(), 2)
+        try:
+            return start()
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            caught.seek(0)
+            kept = _without_tensorflow_log(caught.read().decode(errors="replace"), shown_from)
+            if kept:
+                sys.stderr.write(kept)
+                sys.stderr.flush()
+
+
+def _without_tensorflow_log(text, shown_from):
+    """`text` without TensorFlow's C++ log lines of a severity below `shown_from` (0-3)."""
+    kept = []
+    hidden = False
+    for line in text.splitlines(keepends=True):
+        match = _TF_LOG_LINE.match(line)
+        if match:
+            hidden = _SEVERITIES.index(match["absl"] or match["tf"]) < shown_from
+        elif line.startswith(_ABSL_PREAMBLE):  # a note about the lines after it
+            hidden = shown_from > 0
+        elif not (hidden and line.startswith(_TF_LOG_CONTINUATIONS)):
+            hidden = False
+        if not hidden:
+            kept.append(line)
+    return "".join(kept)
+
+
 def _build_parser():
     parser = argparse.ArgumentParser(
         prog="multimodal-tf",
         description="Train image+text classifiers and export them for TF Serving.",
     )
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_global_options(parser, default=False)
+    parser.set_defaults(uses_tensorflow=True)
+    commands = parser.add_subparsers(
+        dest="command", required=True, metavar="COMMAND", parser_class=_CommandParser
+    )
 
     demo = commands.add_parser(
         "demo-data",
@@ -42,7 +145,7 @@ def _build_parser():
     demo.add_argument("--output", default="data/demo", help="Folder to write (default: data/demo).")
     demo.add_argument("--num-samples", type=int, default=2000, help="Rows (default: 2000).")
     demo.add_argument("--seed", type=int, default=0, help="Random seed (default: 0).")
-    demo.set_defaults(handler=demo_data_command)
+    demo.set_defaults(handler=demo_data_command, uses_tensorflow=False)
 
     validate = commands.add_parser(
         "validate",
@@ -275,7 +378,9 @@ def _build_parser():
         "where the network allows. 'install' puts a file you have there, so a machine "
         "without network needs no download; 'list' shows what is there.",
     )
-    actions = weights.add_subparsers(dest="action", required=True, metavar="ACTION")
+    actions = weights.add_subparsers(
+        dest="action", required=True, metavar="ACTION", parser_class=_CommandParser
+    )
     install = actions.add_parser(
         "install",
         help="Check a weights file against its backbone and put it in the Keras cache.",
@@ -308,6 +413,26 @@ def _build_parser():
     listing.add_argument("--config", help="A run config (default: the defaults).")
     listing.set_defaults(handler=weights_list_command)
     return parser
+
+
+def _add_global_options(parser, default):
+    parser.add_argument(
+        "--verbose",
+        action="store_true",
+        default=default,
+        help="Show TensorFlow's C++ log: its start-up lines (oneDNN, CUDA, CPU "
+        "instructions), warnings and errors (default: none, unless TF_CPP_MIN_LOG_LEVEL "
+        "is set).",
+    )
+
+
+class _CommandParser(argparse.ArgumentParser):
+    """A (sub)command's parser: takes the global options after COMMAND too."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # Unset unless given here, so that `multimodal-tf --verbose COMMAND` keeps it.
+        _add_global_options(self, default=argparse.SUPPRESS)
 
 
 def _train(args):
