@@ -150,6 +150,9 @@ def make_tiny_config():
     config.model.image_filters = (4, 8)
     config.model.grid_size = 2
     config.training.epochs = 2
+    # The linear path's own first stage (default up to 30 epochs, stopping after 8
+    # without progress) gets as many: tests that check the stage set their own.
+    config.training.wide_epochs = 2
     config.training.tensorboard = False
     config.training.report = False  # tests/training/test_report.py trains with it
     return config

@@ -1,6 +1,9 @@
 """Test helpers every layer and model goes through (see STYLE.md)."""
 
+import fcntl
 import json
+import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -348,3 +351,46 @@ def write_config(folder, config, changes=None, name="run.json"):
     path = Path(folder) / name
     path.write_text(json.dumps(values))
     return path
+
+
+def built_once(tmp_path_factory, name, build):
+    """A folder that `build(folder)` fills once per test session, for every test process.
+
+    pytest-xdist runs a module's tests on both workers, and a module-scoped
+    fixture would train or export its model once on each: the first worker to
+    ask builds the folder (the other waits on a lock) and both read it.
+
+    Args:
+        tmp_path_factory: pytest's fixture of that name.
+        name: str. The folder's name, unique per kind of artifact.
+        build: callable taking the (empty) folder to fill.
+    """
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # the session's folder, above each worker's own
+    folder, done = root / f"built-{name}", root / f"built-{name}.done"
+    with open(root / f"built-{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not done.exists():
+            shutil.rmtree(folder, ignore_errors=True)
+            folder.mkdir()
+            build(folder)
+            done.touch()
+    return folder
+
+
+def tiny_export(tmp_path_factory):
+    """The tiny model fit for 5 epochs, as `model.keras` and exported under `demo/1`.
+
+    Built once per test session (`built_once`) for the serving clients' tests.
+    Returns the folder holding both.
+    """
+    from multimodal_tf.serving.export import export_saved_model
+
+    def build(folder):
+        model = tiny_model()
+        model.fit(features(model), LABELS, epochs=5, verbose=0)
+        model.save(folder / "model.keras")
+        export_saved_model(model, folder / "demo")
+
+    return built_once(tmp_path_factory, "tiny-export", build)

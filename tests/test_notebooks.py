@@ -114,19 +114,19 @@ NOTEBOOK_RUNS = {
     ),
     "02_fusion_strategies.ipynb": (
         {
-            "FUSION_NUM_SAMPLES": "200",
-            "FUSION_EPOCHS": "2",
+            "FUSION_NUM_SAMPLES": "120",
+            "FUSION_EPOCHS": "1",
             "FUSION_VARIANTS": ",".join(FUSION_SMOKE_VARIANTS),
         },
         check_fusion_strategies,
     ),
     "03_serving.ipynb": (
-        {"SERVING_NUM_SAMPLES": "200", "SERVING_EPOCHS": "1"},
+        {"SERVING_NUM_SAMPLES": "120", "SERVING_EPOCHS": "1"},
         check_serving,
     ),
     "04_pretrained_backbone.ipynb": (
         {
-            "PRETRAINED_NUM_SAMPLES": "200",
+            "PRETRAINED_NUM_SAMPLES": "120",
             "PRETRAINED_EPOCHS": "1",
         },
         check_pretrained_backbone,

@@ -18,14 +18,19 @@ from multimodal_tf.serving.export import export_saved_model
 from multimodal_tf.serving.predict import predict_manifest
 from multimodal_tf.training.fit import train
 from tests.conftest import image_bytes, write_manifest
-from tests.helpers import assert_outputs_follow_each_modality, modalities_read
+from tests.helpers import assert_outputs_follow_each_modality, built_once, modalities_read
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
+    """A trained model whose served outputs read both modalities (one per test session)."""
+    folder = built_once(tmp_path_factory, "export-trained", _train_on_twelve_rows)
+    return keras.saving.load_model(folder / "run" / "model.keras")
+
+
+def _train_on_twelve_rows(folder):
     from tests.conftest import make_tiny_config
 
-    folder = tmp_path_factory.mktemp("data")
     (folder / "images").mkdir()
     rows = []
     for index in range(12):
@@ -47,7 +52,16 @@ def trained(tmp_path_factory):
     # The deep path, which reads the image, is kept whatever val says: the served
     # probabilities are compared with the Keras model's on both modalities.
     config.training.drop_deep_if_worse = False
-    return train(manifest, config, tmp_path_factory.mktemp("run"), verbose=0).model
+    train(manifest, config, folder / "run", verbose=0)
+
+
+@pytest.fixture(scope="module")
+def untrained():
+    """A tiny classifier for the tests of how versions are written (any model would do;
+    this one exports in about a second, the trained one in several)."""
+    from tests.helpers import tiny_model
+
+    return tiny_model()
 
 
 def test_saved_model_cli_lists_the_signature(trained, tmp_path):
@@ -71,23 +85,23 @@ def test_saved_model_cli_lists_the_signature(trained, tmp_path):
     assert "shape: (-1)" in signature and "shape: (-1, 2)" in signature
 
 
-def test_versions_increase_and_are_never_overwritten(trained, tmp_path):
-    first = export_saved_model(trained, tmp_path / "m")
-    second = export_saved_model(trained, tmp_path / "m")
+def test_versions_increase_and_are_never_overwritten(untrained, tmp_path):
+    first = export_saved_model(untrained, tmp_path / "m")
+    second = export_saved_model(untrained, tmp_path / "m")
     assert (first.name, second.name) == ("1", "2")
-    assert export_saved_model(trained, tmp_path / "m", version=10).name == "10"
-    assert export_saved_model(trained, tmp_path / "m").name == "11"
+    assert export_saved_model(untrained, tmp_path / "m", version=10).name == "10"
+    assert export_saved_model(untrained, tmp_path / "m").name == "11"
     with pytest.raises(DataError, match="already exists"):
-        export_saved_model(trained, tmp_path / "m", version=2)
+        export_saved_model(untrained, tmp_path / "m", version=2)
     leftovers = [p.name for p in (tmp_path / "m").iterdir() if p.name.startswith(".")]
     assert leftovers == []
 
 
-def test_a_version_folder_has_the_permissions_the_umask_allows(trained, tmp_path):
+def test_a_version_folder_has_the_permissions_the_umask_allows(untrained, tmp_path):
     # mkdtemp's 0700 would hide the version from a model server running as another user.
     previous = os.umask(0o022)
     try:
-        version_dir = export_saved_model(trained, tmp_path / "m")
+        version_dir = export_saved_model(untrained, tmp_path / "m")
     finally:
         os.umask(previous)
     assert oct(version_dir.stat().st_mode & 0o777) == oct(0o755)
@@ -134,7 +148,7 @@ json.dump(seen, open(out, "w"))
 """
 
 
-def test_a_poller_never_sees_a_half_written_version(trained, tmp_path):
+def test_a_poller_never_sees_a_half_written_version(untrained, tmp_path):
     models = tmp_path / "models"
     models.mkdir()
     stop, out = tmp_path / "stop", tmp_path / "seen.json"
@@ -144,7 +158,7 @@ def test_a_poller_never_sees_a_half_written_version(trained, tmp_path):
         while not Path(f"{out}.ready").exists() and time.monotonic() < deadline:
             time.sleep(0.01)
         for _ in range(3):
-            export_saved_model(trained, models)
+            export_saved_model(untrained, models)
     finally:
         stop.touch()
         poller.wait(timeout=30)
@@ -263,18 +277,18 @@ def _dead_pid():
     return process.pid
 
 
-def test_a_killed_exports_staging_folder_is_removed_by_the_next_export(trained, tmp_path):
+def test_a_killed_exports_staging_folder_is_removed_by_the_next_export(untrained, tmp_path):
     model_dir = tmp_path / "m"
     abandoned = model_dir / f".staging-{_dead_pid()}-k1ll3d"
     (abandoned / "variables").mkdir(parents=True)
     (abandoned / "variables" / "variables.data-00000-of-00001").write_bytes(b"\0" * 1000)
     in_progress = model_dir / f".staging-{os.getpid()}-busy"  # a live process's export
     in_progress.mkdir()
-    assert export_saved_model(trained, model_dir).name == "1"
+    assert export_saved_model(untrained, model_dir).name == "1"
     assert not abandoned.exists() and in_progress.is_dir()
 
 
-def test_two_exports_at_once_get_distinct_versions(trained, tmp_path, monkeypatch):
+def test_two_exports_at_once_get_distinct_versions(untrained, tmp_path, monkeypatch):
     """Another export publishes while this one writes: this one takes the next version."""
     from multimodal_tf.serving import export
 
@@ -285,17 +299,17 @@ def test_two_exports_at_once_get_distinct_versions(trained, tmp_path, monkeypatc
         write_warmup(*args, **kwargs)
         if not published:  # the other export starts and finishes inside this one
             published.append(None)
-            published[0] = export_saved_model(trained, model_dir, version=version)
+            published[0] = export_saved_model(untrained, model_dir, version=version)
 
     monkeypatch.setattr(export, "write_warmup_requests", meanwhile)
     version = None
-    assert export_saved_model(trained, model_dir).name == "2"
+    assert export_saved_model(untrained, model_dir).name == "2"
     assert published[0].name == "1"
     assert sorted(p.name for p in model_dir.iterdir()) == ["1", "2"]
 
     published.clear()
     version = 5
     with pytest.raises(DataError, match="5 was written by another export while this one ran"):
-        export_saved_model(trained, model_dir, version=5)
+        export_saved_model(untrained, model_dir, version=5)
     assert published[0].name == "5" and (published[0] / "saved_model.pb").is_file()
     assert sorted(p.name for p in model_dir.iterdir()) == ["1", "2", "5"]

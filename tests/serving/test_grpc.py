@@ -1,23 +1,24 @@
 from concurrent import futures
 
 import grpc
+import keras
 import pytest
 import tensorflow as tf
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
-from multimodal_tf.serving.export import export_saved_model, read_labels
+from multimodal_tf.serving.export import read_labels
 from multimodal_tf.serving.grpc_client import GrpcClient, parse_predict_response, predict_request
 from multimodal_tf.serving.rest import ServingError
-from tests.helpers import IMAGES, LABELS, TEXTS, features, tiny_model
+from tests.helpers import IMAGES, TEXTS, features, tiny_export
 
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
-    model = tiny_model()
-    model.fit(features(model), LABELS, epochs=5, verbose=0)
+    folder = tiny_export(tmp_path_factory)
+    model = keras.saving.load_model(folder / "model.keras")
     expected = model.predict(features(model), verbose=0)
     labels = [model.class_names[i] for i in expected.argmax(-1)]
-    version_dir = export_saved_model(model, tmp_path_factory.mktemp("served") / "demo")
+    version_dir = folder / "demo" / "1"
     signature = tf.saved_model.load(str(version_dir)).signatures["serving_default"]
     return version_dir, signature, labels
 

@@ -13,7 +13,7 @@ import tensorflow as tf
 
 import multimodal_tf as mtf
 from multimodal_tf.serving.emulator import ServingEmulator
-from multimodal_tf.serving.export import export_saved_model, read_labels
+from multimodal_tf.serving.export import read_labels
 from multimodal_tf.serving.predict import predict_manifest
 from multimodal_tf.serving.rest import (
     Prediction,
@@ -25,7 +25,7 @@ from multimodal_tf.serving.rest import (
     row_body,
 )
 from tests.conftest import PROJECT_ROOT, write_manifest
-from tests.helpers import IMAGES, LABELS, features, tiny_model
+from tests.helpers import IMAGES, tiny_export
 
 TEXTS = ["warm red fire", "cold blue ice", "", "blue snow and red hot"]
 # Bytes whose standard base64 has "+" and "/" (URL-safe base64 would use "-" and "_").
@@ -34,9 +34,7 @@ AWKWARD = b"\xfb\xef\xff\x00" + bytes(range(256))
 
 @pytest.fixture(scope="module")
 def version_dir(tmp_path_factory):
-    model = tiny_model()
-    model.fit(features(model), LABELS, epochs=5, verbose=0)
-    return export_saved_model(model, tmp_path_factory.mktemp("served") / "demo")
+    return tiny_export(tmp_path_factory) / "demo" / "1"
 
 
 @pytest.fixture(scope="module")

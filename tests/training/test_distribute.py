@@ -16,7 +16,7 @@ import tensorflow as tf
 from multimodal_tf.errors import ConfigError
 from multimodal_tf.training.distribute import every_worker_sees_all, make_strategy, shard_by_data
 from tests.conftest import make_tiny_config
-from tests.helpers import write_config
+from tests.helpers import built_once, write_config
 
 # Both strategies are held to one device that takes one step per epoch over all 192
 # training rows of the demo manifest. Full batches, because tf.data's distribution
@@ -44,19 +44,25 @@ def small_demo_manifest(tmp_path_factory):
     """240 demo rows at 32 px: every worker's share is a few steps."""
     from multimodal_tf.data.demo import make_demo_dataset
 
-    return make_demo_dataset(tmp_path_factory.mktemp("demo"), num_samples=240, image_size=32)
+    folder = built_once(
+        tmp_path_factory,
+        "distribute-demo",
+        lambda folder: make_demo_dataset(folder, num_samples=240, image_size=32),
+    )
+    return folder / "manifest.csv"
 
 
 @pytest.fixture(scope="module")
 def one_device_run(small_demo_manifest, tmp_path_factory):
-    """The run folder of one device on the global batch, trained once, in this process."""
+    """The run folder of one device on the global batch, trained once per session."""
     from multimodal_tf.config import load_config
     from multimodal_tf.training.fit import train
 
-    folder = tmp_path_factory.mktemp("one-device")
-    config = load_config(_config(folder, "single", GLOBAL_BATCH))
-    train(small_demo_manifest, config, folder / "run", verbose=0)
-    return folder / "run"
+    def build(folder):
+        config = load_config(_config(folder, "single", GLOBAL_BATCH))
+        train(small_demo_manifest, config, folder / "run", verbose=0)
+
+    return built_once(tmp_path_factory, "distribute-one-device", build) / "run"
 
 
 def _finish(processes):

@@ -14,6 +14,7 @@ from multimodal_tf.training.fit import train
 @pytest.mark.slow  # two tiny trainings and a report, ~50 s on 2 cores
 def test_train_with_ensemble_saves_members_and_their_average(tiny_manifest, tiny_config, tmp_path):
     tiny_config.training.ensemble = 2
+    tiny_config.model.wide = False  # one training stage per member: averaging is the claim
     tiny_config.training.report = True  # the report must take an ensemble too
     run = tmp_path / "run"
     result = train(tiny_manifest, tiny_config, run, verbose=0)
@@ -98,6 +99,7 @@ def test_multi_label_ensemble_tunes_thresholds_on_the_average(tmp_path):
     config = make_tiny_config()
     config.data.multi_label = True
     config.training.ensemble = 2
+    config.model.wide = False  # one training stage per member: the thresholds are the claim
     result = train(manifest, config, tmp_path / "run", verbose=0)
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert len(metrics["members"]) == 2

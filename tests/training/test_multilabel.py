@@ -21,7 +21,7 @@ from multimodal_tf.training.fit import train
 from multimodal_tf.training.metrics import multilabel_metrics
 from multimodal_tf.training.thresholds import best_thresholds
 from tests.conftest import image_bytes, make_tiny_config, write_manifest
-from tests.helpers import run_export_test
+from tests.helpers import built_once, run_export_test
 
 CLASSES = ["cold", "loud", "warm"]
 
@@ -172,20 +172,23 @@ def test_oversampling_is_refused_for_multi_label(tmp_path):
 @pytest.fixture(scope="module")
 def multilabel_run(tmp_path_factory):
     """One multi-label training run from a YAML config, shared by the end-to-end checks."""
-    folder = tmp_path_factory.mktemp("multilabel")
-    manifest = write_multilabel_manifest(folder / "data")
-    values = make_tiny_config().to_dict()
-    values["data"]["multi_label"] = True
-    (folder / "run.json").write_text(json.dumps(values))
-    config = load_config(folder / "run.json")
-    assert config.data.multi_label
-    result = train(manifest, config, folder / "run", verbose=0)
-    return folder, manifest, result
+
+    def build(folder):
+        manifest = write_multilabel_manifest(folder / "data")
+        values = make_tiny_config().to_dict()
+        values["data"]["multi_label"] = True
+        (folder / "run.json").write_text(json.dumps(values))
+        config = load_config(folder / "run.json")
+        assert config.data.multi_label
+        train(manifest, config, folder / "run", verbose=0)
+
+    folder = built_once(tmp_path_factory, "multilabel-run", build)
+    return folder, folder / "data" / "manifest.csv"
 
 
 @pytest.mark.slow  # trains a model (with the export test: ~30-40 s on two busy cores)
 def test_train_tunes_thresholds_and_reports_multilabel_metrics(multilabel_run, capsys):
-    folder, manifest, result = multilabel_run
+    folder, manifest = multilabel_run
     run = folder / "run"
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["class_weight"] is None
@@ -224,8 +227,8 @@ def test_train_tunes_thresholds_and_reports_multilabel_metrics(multilabel_run, c
 
 @pytest.mark.slow
 def test_export_and_predict_join_the_classes_over_the_thresholds(multilabel_run, tmp_path):
-    _, manifest, result = multilabel_run
-    model = result.model
+    folder, manifest = multilabel_run
+    model = keras.saving.load_model(folder / "run" / "model.keras")
     records = read_manifest(manifest)
     texts = [r.text for r in records[20:]]
     images = [open(r.image, "rb").read() for r in records[20:]]
