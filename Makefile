@@ -4,11 +4,12 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+HUB_STAMP := $(VENV)/.installed-hub
 DEMO_DATA := data/demo
 DEMO_RUN := runs/demo
 DEMO_MODEL := saved_models/demo
 
-.PHONY: demo test test-fast lint install clean
+.PHONY: demo test test-hub test-fast lint install clean
 
 install: $(STAMP)
 
@@ -38,6 +39,16 @@ demo: $(STAMP)
 TEST_WORKERS ?= 2
 test: $(STAMP)
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist worksteal
+	$(MAKE) test-hub
+
+## KerasHub text encoders: the [hub] extra (keras-hub, tensorflow-text), then tests/hub with
+## it. `make test` runs the suite first, so a fresh .venv shows it passing without the extra.
+$(HUB_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet -e ".[dev,hub]"
+	touch $(HUB_STAMP)
+
+test-hub: $(HUB_STAMP)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist worksteal tests/hub
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist worksteal -m "not slow"

@@ -21,6 +21,7 @@ from multimodal_tf.config import MAX_TEXT_BYTES, DataConfig, ModelConfig
 from multimodal_tf.data.commands import demo_data_command, prepare_command, validate_command
 from multimodal_tf.errors import MultimodalTFError
 from multimodal_tf.serving.commands import export_command, serving_config_command
+from multimodal_tf.serving.op_check import DEFAULT_RELEASE as SERVING_RELEASE
 from multimodal_tf.training.weights_commands import weights_install_command, weights_list_command
 
 # TensorFlow's C++ log lines: absl's ("I0000 00:00:1796687691.600897   16590 port.cc:153] ...")
@@ -318,6 +319,16 @@ def _build_parser():
         default=MAX_TEXT_BYTES,
         help="Read each text's first N UTF-8 bytes; the rest is cut off before "
         f"standardization (default: {MAX_TEXT_BYTES}).",
+    )
+    export.add_argument(
+        "--check-ops",
+        nargs="?",
+        const=SERVING_RELEASE,
+        metavar="RELEASE",
+        help="Publish the version only if TF Serving RELEASE (a release or image tag; "
+        f"default {SERVING_RELEASE}, whose TF Text ops the untagged tensorflow/serving image "
+        "has, old or new) has every op of the graph: core TensorFlow plus the TF Text ops "
+        "its model server links. Needed with model.text_encoder: hub.",
     )
     export.set_defaults(handler=export_command)
 

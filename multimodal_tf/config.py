@@ -70,6 +70,14 @@ class ModelConfig:
     trainable_backbone: bool = False
     backbone_alpha: float = 0.35
     text_embeddings: str = ""
+    # text_encoder: hub -- a pretrained KerasHub transformer (the [hub] extra): a preset name
+    # ("bert_tiny_en_uncased": the kagglehub cache, downloaded once) or a folder written by
+    # save_to_preset (read offline).
+    text_preset: str = ""
+    fine_tune_text: bool = False  # true: train the preset's backbone too (small learning rate)
+    # Its tokens per text ([CLS] and [SEP] included); 0: the 99th percentile of the training
+    # texts' token counts, rounded up to 8, at most the backbone's max_sequence_length.
+    text_sequence_length: int = 0
     modality_dropout: float = 0.0  # 0.3 hid the demo's text-image match cue: 1.00 -> 0.78
     embedding_dim: int = 64
     lstm_units: int = 64
@@ -175,7 +183,7 @@ _CHOICES = {
     ("training", "lr_schedule"): ("cosine", "constant"),
     ("training", "strategy"): ("none", "mirrored", "multi_worker"),
     ("model", "fusion"): ("concat", "attention", "cross_attention", "gated", "late"),
-    ("model", "text_encoder"): ("bag", "lstm", "bilstm", "gru", "cnn", "transformer"),
+    ("model", "text_encoder"): ("bag", "lstm", "bilstm", "gru", "cnn", "transformer", "hub"),
     ("model", "image_encoder"): (
         "conv",
         "mobilenet_v2",

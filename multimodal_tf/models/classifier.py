@@ -54,7 +54,9 @@ class MultimodalClassifier(ClassificationTask, StrategyAwareFit, keras.Model):
         preprocessor: `MultimodalPreprocessor`. An adapted preprocessor; it sets
             the vocabulary size, the sequence length and the image size.
         modalities: tuple of str. `("text", "image")`, `("text",)` or `("image",)`.
-        text_encoder: str or layer. Token ids -> `[batch, length, hidden_dim]`.
+        text_encoder: str or layer. Token ids -> `[batch, length, hidden_dim]`;
+            `"hub"` (or a `HubTextEncoder`) reads the raw text instead (input
+            `"text"`, tf.string `[batch]`) through a KerasHub preset.
         image_encoder: str or layer. Images (0..255) -> `[batch, tokens, hidden_dim]`.
         fusion: str or `Fusion`. How the token sequences are combined.
         multi_label: bool or list of str. Sigmoid heads with per-class
@@ -92,6 +94,9 @@ class MultimodalClassifier(ClassificationTask, StrategyAwareFit, keras.Model):
             map (`WideImageLogits`, with the same `wide_l2`). Meant for a
             pretrained backbone, whose features are useful before any
             training; `train()` turns it on only for one (`model.wide_image`).
+        text_preset: str. For `text_encoder="hub"`: a KerasHub preset name or
+            folder (`HubTextEncoder`); a saved model keeps the encoder itself.
+        fine_tune_text: bool. For `"hub"`: train the preset's backbone too.
 
     Example:
     >>> preprocessor = MultimodalPreprocessor(sequence_length=8, image_size=(32, 32))
@@ -131,6 +136,8 @@ class MultimodalClassifier(ClassificationTask, StrategyAwareFit, keras.Model):
         wide=False,
         wide_l2=0.0,
         wide_image=False,
+        text_preset="",
+        fine_tune_text=False,
         _load_pretrained=True,
         **kwargs,
     ):
@@ -167,6 +174,8 @@ class MultimodalClassifier(ClassificationTask, StrategyAwareFit, keras.Model):
                 lstm_units,
                 num_heads,
                 token_dropout,
+                text_preset,
+                fine_tune_text,
             )
         if "image" in modalities:
             image_layer = image_encoder_layer(
@@ -207,7 +216,12 @@ class MultimodalClassifier(ClassificationTask, StrategyAwareFit, keras.Model):
 
         # === Functional Model ===
         inputs, token_ids, image_present, encode_image = {}, None, None, None
-        if "text" in modalities:
+        text = None
+        raw_text = getattr(text_layer, "reads_raw_text", False)
+        if "text" in modalities and raw_text:
+            text = keras.Input((), dtype="string", name="text")
+            inputs["text"] = text
+        if "text" in modalities and (wide or not raw_text):
             token_ids = keras.Input(
                 (preprocessor.sequence_length,), dtype="int32", name="token_ids"
             )
@@ -227,7 +241,7 @@ class MultimodalClassifier(ClassificationTask, StrategyAwareFit, keras.Model):
         layers = GraphLayers(
             text_layer, placeholders, fusion_layer, head_layers, wide_layers, wide_image_layers
         )
-        outputs = head_outputs(layers, token_ids, encode_image, image_present)
+        outputs = head_outputs(layers, token_ids, encode_image, image_present, text=text)
         if not isinstance(class_names, dict):
             outputs = outputs[DEFAULT_HEAD]
         super().__init__(inputs=inputs, outputs=outputs, **kwargs)
@@ -259,6 +273,8 @@ class MultimodalClassifier(ClassificationTask, StrategyAwareFit, keras.Model):
         self.wide = wide
         self.wide_l2 = wide_l2
         self.wide_image = wide_image
+        self.text_preset = text_preset
+        self.fine_tune_text = fine_tune_text
         self.text_embedding_coverage = None
         if text_embeddings and _load_pretrained and text_layer is not None:
             matrix, found = load_word_vectors(
@@ -328,7 +344,10 @@ class MultimodalClassifier(ClassificationTask, StrategyAwareFit, keras.Model):
     @property
     def input_names_used(self):
         """Feature names the model reads: `token_ids` and/or `image`, `image_present`."""
-        names = {"text": ["token_ids"], "image": ["image", "image_present"]}
+        text = ["token_ids"]
+        if getattr(self.text_encoder, "reads_raw_text", False):
+            text = ["text", "token_ids"] if self.wide else ["text"]
+        names = {"text": text, "image": ["image", "image_present"]}
         return [name for modality in self.modalities for name in names[modality]]
 
     def get_config(self):
@@ -359,6 +378,8 @@ class MultimodalClassifier(ClassificationTask, StrategyAwareFit, keras.Model):
             "wide": self.wide,
             "wide_l2": self.wide_l2,
             "wide_image": self.wide_image,
+            "text_preset": self.text_preset,
+            "fine_tune_text": self.fine_tune_text,
             # Layers set `trainable = False` after building (e.g. the wide path
             # that `training.wide_epochs` trained first), so a loaded model
             # trains, and restores its optimizer, as the saved one did.

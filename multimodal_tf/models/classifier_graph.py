@@ -39,19 +39,28 @@ class GraphLayers(NamedTuple):
         )
 
 
-def head_outputs(layers, token_ids, encode_image, image_present):
+def head_outputs(layers, token_ids, encode_image, image_present, text=None):
     """The classifier's graph from its inputs to each head's output, `{head: tensor}`.
 
     `MultimodalClassifier` and its `feature_map_model()` both build their graph
     with this, so the two cannot drift apart. Args:
-    `token_ids` (None without text); `encode_image`, a callable giving the
+    `token_ids` (None without text, or when only `text` is read); `text`, the raw
+    text of an encoder that tokenizes it itself (`HubTextEncoder`), else None;
+    `encode_image`, a callable giving the
     image tokens and the pooled features (None without `wide_image`), or
     None without images; it runs after the text encoder, so layers are built
     (and initialised from the seed) in one order; `image_present` (None
     without images).
     """
     sequences, masks, present = [], [], []
-    if token_ids is not None:
+    if text is not None:  # its mask exists once it has tokenized: it returns it
+        sequence, text_mask = layers.text(text, return_mask=True)
+        sequences.append(sequence)
+        masks.append(text_mask)
+        # Text with no token but the packer's [CLS] and [SEP] counts as absent.
+        count = ops.sum(ops.cast(text_mask, "int32"), axis=1)
+        present.append(ops.greater(count, layers.text.num_special_tokens))
+    elif token_ids is not None:
         text_mask = layers.text.compute_mask(token_ids)
         sequences.append(layers.text(token_ids))
         masks.append(text_mask)

@@ -34,6 +34,8 @@ def text_encoder_layer(
     lstm_units,
     num_heads,
     token_dropout,
+    text_preset="",
+    fine_tune_text=False,
 ):
     """The text encoder, named `text_encoder`; a name is built with these widths.
 
@@ -44,6 +46,9 @@ def text_encoder_layer(
         embedding_dim, hidden_dim, dropout_rate, lstm_units: the classifier's.
         num_heads: int. For `transformer` only.
         token_dropout: float. For `bag` only.
+        text_preset: str. For `hub` only: the KerasHub preset (name or folder);
+            its tokens per text are `preprocessor.text_tokens`.
+        fine_tune_text: bool. For `hub` only: train the preset's backbone.
 
     Example:
     >>> layer = text_encoder_layer("lstm", preprocessor, 64, 64, 0.1, 64, 4, 0.0)  # doctest: +SKIP
@@ -51,6 +56,16 @@ def text_encoder_layer(
     layer = resolve_layer(text_encoder)
     if not isinstance(layer, str):
         return layer
+    if layer == "hub":
+        from multimodal_tf.models.hub_text_encoder import HubTextEncoder
+
+        return HubTextEncoder(
+            text_preset,
+            sequence_length=preprocessor.text_tokens or 128,
+            hidden_dim=hidden_dim,
+            fine_tune=fine_tune_text,
+            name="text_encoder",
+        )
     extra = {}
     if layer == "transformer":
         extra["num_heads"] = num_heads

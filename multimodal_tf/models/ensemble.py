@@ -90,6 +90,7 @@ class MultimodalEnsemble(ClassificationTask, keras.Model):
         preprocessor = first.preprocessor
         used = {name for member in members for name in member.input_names_used}
         specs = {
+            "text": ((), "string"),
             "token_ids": ((preprocessor.sequence_length,), "int32"),
             "image": ((*preprocessor.image_size, 3), "float32"),
             "image_present": ((), "float32"),

@@ -57,8 +57,12 @@ def build_feature_map_model(classifier):
     if classifier.image_encoder is None:
         raise ValueError("`feature_map_model()` needs a model with the image modality.")
     encoder = classifier.image_encoder
-    inputs, token_ids = {}, None
-    if classifier.text_encoder is not None:
+    inputs, token_ids, text = {}, None, None
+    used = classifier.input_names_used
+    if "text" in used:
+        text = keras.Input((), dtype="string", name="text")
+        inputs["text"] = text
+    if "token_ids" in used:
         token_ids = keras.Input(
             (classifier.preprocessor.sequence_length,), dtype="int32", name="token_ids"
         )
@@ -73,7 +77,9 @@ def build_feature_map_model(classifier):
             return tokens(feature_map)
         return tokens(feature_map), None
 
-    outputs = head_outputs(GraphLayers.of(classifier), token_ids, encode_image, image_present)
+    outputs = head_outputs(
+        GraphLayers.of(classifier), token_ids, encode_image, image_present, text=text
+    )
     if not isinstance(classifier.class_names, dict):
         outputs = next(iter(outputs.values()))
     return keras.Model(inputs, outputs, name=f"{classifier.name}_over_feature_maps")

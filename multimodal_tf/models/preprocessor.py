@@ -82,6 +82,13 @@ class MultimodalPreprocessor(keras.layers.Layer):
         emoticons: bool. The standardizer turns ASCII emoticons into word
             tokens (`:-)` -> `xsmile`; `TextStandardizer`). A preprocessor
             saved before this option existed loads with it off.
+        pass_text: bool. Also output the raw text as `"text"` (tf.string
+            `[batch]`), for a text encoder with its own tokenizer
+            (`HubTextEncoder`, `model.text_encoder: hub`); the token ids still
+            feed the wide path.
+        text_tokens: int or None. That encoder's tokens per text, chosen from
+            the training texts with the bag's vocabulary (`choose_sequence_length`
+            in `adapted_preprocessor`); kept here with the other lengths.
 
     Example:
     >>> preprocessor = MultimodalPreprocessor(sequence_length=4, image_size=(8, 8))
@@ -106,6 +113,8 @@ class MultimodalPreprocessor(keras.layers.Layer):
         lexicon=None,
         lexicon_negators=(),
         emoticons=True,
+        pass_text=False,
+        text_tokens=None,
         **kwargs,
     ):
         kwargs.setdefault("trainable", False)
@@ -131,6 +140,8 @@ class MultimodalPreprocessor(keras.layers.Layer):
         self.min_frequency = int(min_frequency)
         self.text_features = text_features
         self.idf_weights = None if idf_weights is None else [float(w) for w in idf_weights]
+        self.pass_text = bool(pass_text)
+        self.text_tokens = None if text_tokens is None else int(text_tokens)
         self.adapt_summary = None  # set by `adapt()`; not part of the config
         if vocabulary is not None:
             self.set_vocabulary(vocabulary)
@@ -299,6 +310,8 @@ class MultimodalPreprocessor(keras.layers.Layer):
                 default_value=0, shape=[None, self.sequence_length]
             )
             outputs["token_ids"] = token_ids[0] if is_scalar else token_ids
+            if self.pass_text:  # raw, as the request gave it (cut to max_text_bytes)
+                outputs["text"] = text
         if "image" in inputs:
             image = tf.convert_to_tensor(inputs["image"], dtype=tf.string)
             outputs["image"] = self.image_decoder(image)
@@ -320,6 +333,8 @@ class MultimodalPreprocessor(keras.layers.Layer):
                 "lexicon": self.lexicon_tagger.lexicon if self.lexicon_tagger else None,
                 "lexicon_negators": self.lexicon_tagger.negators if self.lexicon_tagger else [],
                 "emoticons": self.emoticons,
+                "pass_text": self.pass_text,
+                "text_tokens": self.text_tokens,
             }
         )
         return config

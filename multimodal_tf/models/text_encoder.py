@@ -7,7 +7,9 @@ from multimodal_tf.models.base_text_encoder import BaseTextEncoder
 from multimodal_tf.models.conv_text_encoder import ConvTextEncoder
 from multimodal_tf.models.transformer_text_encoder import TransformerTextEncoder
 
-TEXT_ENCODERS = ("bag", "lstm", "bilstm", "gru", "cnn", "transformer")
+# "hub": a KerasHub preset's tokenizer and backbone on raw text (`HubTextEncoder`, the
+# [hub] extra), built by `encoder_layers.text_encoder_layer` from `text_preset`.
+TEXT_ENCODERS = ("bag", "lstm", "bilstm", "gru", "cnn", "transformer", "hub")
 
 
 def text_features_for(name):
@@ -17,7 +19,8 @@ def text_features_for(name):
     >>> text_features_for("bag"), text_features_for("lstm")
     ('ngrams', 'words')
     """
-    return "ngrams" if name == "bag" else "words"
+    # `hub` reads raw text (its own tokenizer); the preprocessor's n-grams feed the wide path.
+    return "ngrams" if name in ("bag", "hub") else "words"
 
 
 RNN_TYPES = ("lstm", "gru")
@@ -135,4 +138,10 @@ def get_text_encoder(
         return ConvTextEncoder(**common)
     if name == "transformer":
         return TransformerTextEncoder(**common)
+    if name == "hub":
+        raise ValueError(
+            "The `hub` encoder is built from a KerasHub preset, not a vocabulary: "
+            "`HubTextEncoder(preset)`, or `MultimodalClassifier(text_encoder='hub', "
+            "text_preset=...)`."
+        )
     raise ValueError(f"Unknown text encoder {name!r}; expected one of {TEXT_ENCODERS}.")

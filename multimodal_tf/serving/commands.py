@@ -36,6 +36,7 @@ def export_command(args):
         warmup_samples=samples,
         max_pixels=args.max_pixels or (run_config or load_config(None)).data.max_pixels,
         max_text_bytes=args.max_text_bytes,
+        check_ops=args.check_ops,
     )
     print(f"exported {path}")
     return 0

@@ -32,6 +32,7 @@ def export_saved_model(
     warmup_samples=None,
     max_pixels=DataConfig.max_pixels,
     max_text_bytes=MAX_TEXT_BYTES,
+    check_ops=None,
 ):
     """Writes `model_dir/<version>/`, a SavedModel whose graph does all preprocessing.
 
@@ -88,6 +89,13 @@ def export_saved_model(
         max_pixels: int. Largest width x height served; the training default
             is the same (`data.max_pixels`).
         max_text_bytes: int. UTF-8 bytes of each text that the graph reads.
+        check_ops: str or None. A TF Serving release (`"2.19"`) or image tag:
+            before the version is published, every op of the written graph
+            must be one that release's model server has (core TensorFlow and
+            the TF Text ops it links; `serving.op_check`), or the export
+            fails with `UnsupportedOpsError` and publishes nothing. A model
+            with a KerasHub text encoder runs TF Text ops; the others run core
+            ops only.
 
     Returns:
         Path of the version folder.
@@ -157,6 +165,10 @@ def export_saved_model(
         staging = Path(tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{os.getpid()}-", dir=model_dir))
         try:
             archive.write_out(str(staging), verbose=verbose)
+            if check_ops:
+                from multimodal_tf.serving.op_check import assert_servable
+
+                print(assert_servable(staging, check_ops).describe())
             (staging / "assets.extra").mkdir(exist_ok=True)
             lines = (
                 [f"{head}: {','.join(names)}" for head, names in heads.items()]

@@ -36,6 +36,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from multimodal_tf.errors import DataError
 from multimodal_tf.files import write_bytes_atomically, write_text_atomically
 from multimodal_tf.serving.export import LABELS_FILE
 
@@ -84,6 +85,11 @@ def export_tflite(model, path, representative=None, select_tf_ops=False):
         convert_variables_to_constants_v2,
     )
 
+    if getattr(model.text_encoder, "reads_raw_text", False):
+        raise DataError(
+            "A KerasHub text encoder (model.text_encoder: hub) tokenizes raw text with "
+            "TensorFlow Text ops, which TFLite does not run: export it as a SavedModel."
+        )
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     specs = input_specs(model)

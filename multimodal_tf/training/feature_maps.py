@@ -119,7 +119,8 @@ def caches_feature_maps(model):
 def _to_map(model):
     """A batch's features -> what `feature_map_model()` takes, the image as its feature map."""
     encoder = model.image_encoder
-    names = (["token_ids"] if "text" in model.modalities else []) + ["image_present"]
+    # Every feature but the image: token ids and/or raw text (a KerasHub encoder), image_present.
+    names = [name for name in model.input_names_used if name != "image"]
 
     def to_map(features):
         kept = {name: features[name] for name in names}

@@ -62,6 +62,18 @@ def find_backbone_weights(model_config):
     Returns:
         str or None: the local weights file, or None for a model without one.
     """
+    if model_config.text_encoder == "hub" and "text" in model_config.modalities:
+        # keras-hub, tensorflow-text and the preset, or one `error:` line saying how.
+        from multimodal_tf.models.hub_text_encoder import resolve_preset
+
+        if not model_config.text_preset:
+            raise ConfigError(
+                "model.text_encoder: hub needs model.text_preset: a KerasHub preset name "
+                "(e.g. bert_tiny_en_uncased) or a folder written by save_to_preset."
+            )
+        preset = resolve_preset(model_config.text_preset)
+        tuned = " (fine-tuned)" if model_config.fine_tune_text else " (frozen)"
+        print(f"text: KerasHub preset {preset}{tuned}")
     weights = image_weights_for(model_config)
     path = resolve_backbone_weights(
         weights, model_config.image_encoder, model_config.backbone_alpha
@@ -98,6 +110,14 @@ def adapted_preprocessor(config, train_texts):
             f"model.text_encoder: {config.model.text_encoder} reads words in order, "
             "so the lexicon is not used."
         )
+    hub = config.model.text_encoder == "hub" and "text" in config.model.modalities
+    text_tokens = None
+    if hub:  # its own tokenizer's length
+        from multimodal_tf.models.hub_text_encoder import choose_sequence_length
+
+        text_tokens = config.model.text_sequence_length or choose_sequence_length(
+            config.model.text_preset, train_texts
+        )
     preprocessor = MultimodalPreprocessor(
         sequence_length=data.sequence_length or None,
         image_size=data.image_size,
@@ -107,6 +127,8 @@ def adapted_preprocessor(config, train_texts):
         lexicon=lexicon,
         lexicon_negators=negators,
         emoticons=data.emoticons,
+        pass_text=hub,
+        text_tokens=text_tokens,
     )
     preprocessor.adapt(train_texts, spacy_norms=data.spacy_norms)
     return preprocessor
@@ -240,6 +262,7 @@ def build_model(model_config, class_names, preprocessor, multi_label=False, num_
     """
     kwargs = dataclasses.asdict(model_config)
     kwargs["text_embeddings"] = kwargs["text_embeddings"] or None
+    kwargs.pop("text_sequence_length")  # the preprocessor's `text_tokens` (adapted_preprocessor)
     kwargs["image_weights"] = image_weights_for(model_config)
     wide_c = kwargs.pop("wide_c")
     kwargs["wide"] = kwargs["wide"] and "text" in kwargs["modalities"]

@@ -121,7 +121,7 @@ def test_get_text_encoder(name, expected_cls, expected):
 
 
 def test_get_text_encoder_names_the_layer_and_passes_instances_through():
-    assert set(TEXT_ENCODERS) == {"bag", "lstm", "bilstm", "gru", "cnn", "transformer"}
+    assert set(TEXT_ENCODERS) == {"bag", "lstm", "bilstm", "gru", "cnn", "transformer", "hub"}
     encoder = get_text_encoder("transformer", VOCABULARY_SIZE, name="text_encoder", num_heads=2)
     assert (encoder.name, encoder.num_heads) == ("text_encoder", 2)
     assert get_text_encoder(encoder, VOCABULARY_SIZE) is encoder
