@@ -83,8 +83,8 @@ def test_round_robin_export_is_refused_before_publishing(tiny_manifest, preset_d
     config = make_tiny_config()
     config.model.text_encoder = "hub"
     config.model.text_preset = str(preset_dir)
+    config.model.wide = False  # one training stage: the export is what is checked
     config.training.epochs = 1
-    config.training.wide_epochs = 1
     result = train(tiny_manifest, config, tmp_path / "run", verbose=0)
     model = result.model
     encoder = model.text_encoder
