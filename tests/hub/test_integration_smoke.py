@@ -18,6 +18,35 @@ from multimodal_tf.models.hub_text_encoder import (  # noqa: E402
 pytestmark = pytest.mark.slow
 
 
+def _served_elsewhere(version, texts, images, folder):
+    """The export's probabilities, computed by an isolated process (`python -I`)."""
+    import subprocess
+    import sys
+    import textwrap
+
+    from multimodal_tf.serving import op_check
+
+    np.save(folder / "images.npy", np.array(images, dtype=object), allow_pickle=True)
+    libraries = [str(path) for path in op_check.serving_op_libraries("2.19")]
+    script = textwrap.dedent(
+        f"""
+        import sys
+        for name in ("multimodal_tf", "keras", "keras_hub", "tensorflow_text"):
+            sys.modules[name] = None  # importing it now raises ImportError
+        import numpy as np
+        import tensorflow as tf
+        for library in {libraries!r}:
+            tf.load_op_library(library)
+        images = np.load({str(folder / "images.npy")!r}, allow_pickle=True)
+        served = tf.saved_model.load({str(version)!r}).signatures["serving_default"]
+        out = served(text=tf.constant({list(texts)!r}), image=tf.constant(list(images)))
+        np.save({str(folder / "served.npy")!r}, out["probabilities"].numpy())
+        """
+    )
+    subprocess.run([sys.executable, "-I", "-c", script], check=True, cwd=folder)
+    return np.load(folder / "served.npy")
+
+
 @pytest.mark.parametrize("wide", [True, False])
 def test_train_export_and_serve_a_hub_text_model(tiny_manifest, preset_dir, tmp_path, wide):
     import keras
@@ -52,6 +81,11 @@ def test_train_export_and_serve_a_hub_text_model(tiny_manifest, preset_dir, tmp_
     served = tf.saved_model.load(str(version)).signatures["serving_default"]
     out = served(text=tf.constant(texts), image=tf.constant(images))
     np.testing.assert_allclose(out["probabilities"].numpy(), expected, atol=1e-5)
+    # The same in a process that cannot import multimodal_tf, keras, keras_hub or
+    # tensorflow_text and has only the TF Text op libraries TF Serving 2.19 links.
+    np.testing.assert_allclose(
+        _served_elsewhere(version, texts, images, tmp_path), expected, atol=1e-5
+    )
 
     # `multimodal-tf predict` with that export scores the manifest as the Keras model does.
     import csv
