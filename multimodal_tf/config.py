@@ -96,7 +96,6 @@ class ModelConfig:
     # training.wide_epochs it trains first (docs/design.md, docs/defaults.md).
     wide: bool = True
     wide_c: float = 2.0  # that path's L2 as LR's C: 1 / (2 C n) on n training rows; 0: none
-    wide_l2: float = 0.0  # > 0: this L2 on that path instead of the one wide_c gives
     # With wide and a pretrained backbone (image_weights): the wide path also holds a
     # linear model over the backbone's pooled features (docs/defaults.md).
     wide_image: bool = True

@@ -248,8 +248,8 @@ def build_model(model_config, class_names, preprocessor, multi_label=False, num_
     Args:
         model_config: `ModelConfig`. Its fields are the constructor's arguments
             (empty strings for "no file" become `None`), except `wide_c`: with
-            `wide` and `wide_l2: 0` the wide path's L2 is `wide_l2_for(wide_c,
-            num_train)`. A model without the text modality gets no wide path;
+            `wide`, the wide path's L2 (the constructor's `wide_l2`) is
+            `wide_l2_for(wide_c, num_train)`. A model without the text modality gets no wide path;
             `wide_image` applies only with `wide`, the image modality and
             pretrained backbone weights (`image_weights`);
             `image_augmentation: "auto"` becomes `image_augmentation_for()`'s
@@ -257,8 +257,7 @@ def build_model(model_config, class_names, preprocessor, multi_label=False, num_
         class_names: list of str. Label names in output order.
         preprocessor: `MultimodalPreprocessor`. Adapted on the training texts.
         multi_label: bool. A sigmoid head with per-class thresholds (`data.multi_label`).
-        num_train: int or None. Training rows, for `wide_c`; `None`: no L2
-            unless `wide_l2` sets one.
+        num_train: int or None. Training rows, for `wide_c`; `None`: no L2.
     """
     kwargs = dataclasses.asdict(model_config)
     kwargs["text_embeddings"] = kwargs["text_embeddings"] or None
@@ -275,7 +274,7 @@ def build_model(model_config, class_names, preprocessor, multi_label=False, num_
         and kwargs["image_weights"]
     )
     kwargs["image_augmentation"] = image_augmentation_for(model_config)
-    if kwargs["wide"] and not kwargs["wide_l2"] and wide_c and num_train:
+    if kwargs["wide"] and wide_c and num_train:
         kwargs["wide_l2"] = wide_l2_for(wide_c, num_train)
     return MultimodalClassifier(class_names, preprocessor, multi_label=multi_label, **kwargs)
 

@@ -72,9 +72,8 @@ def test_wide_c_is_logistic_regressions_c_on_the_training_rows(tiny_config):
     config.wide, config.wide_c = True, 4.0
     model = build_model(config, ["warm", "cold"], preprocessor, num_train=500)
     assert model.wide_l2 == pytest.approx(1 / (2 * 4.0 * 500)) == wide_l2_for(4.0, 500)
-    config.wide_l2 = 0.01  # an explicit L2 wins
-    assert build_model(config, ["warm", "cold"], preprocessor, num_train=500).wide_l2 == 0.01
-    config.wide_l2, config.wide_c = 0.0, 0.0  # no penalty at all
+    assert build_model(config, ["warm", "cold"], preprocessor).wide_l2 == 0.0  # no rows given
+    config.wide_c = 0.0  # no penalty at all
     assert build_model(config, ["warm", "cold"], preprocessor, num_train=500).wide_l2 == 0.0
     with pytest.raises(ValueError, match="C > 0"):
         wide_l2_for(0.0, 500)
